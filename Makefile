@@ -1,0 +1,40 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+AIRFLOW_VERSION ?= 3.3.2
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]" "apache-airflow==$(AIRFLOW_VERSION)"
+	touch $@
+
+install: $(VENV)/.installed
+
+## Run the end-to-end example against the local Iterable simulator (embedded SQLite queue).
+demo: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) demo/run_demo.py
+
+lint: install
+	$(VENV)/bin/ruff check airflow_provider_iterable tests bench example_dags demo
+	$(VENV)/bin/ruff format --check airflow_provider_iterable tests bench example_dags demo
+	$(VENV)/bin/mypy
+
+## The whole suite: lint, types, and every test (slow reliability tests included).
+test: lint
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+
+## The quick subset for local iteration.
+test-fast: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+## Every benchmark in bench/ (short mode); writes bench/RESULTS.md.
+bench: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .airflow-demo build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,73 @@
+"""Read the ``[iterable]`` configuration section shared by the receiver and the triggers.
+
+The receiver (mounted or standalone) and the triggerer read the same section, so they find the
+same event queue. Every value has a default here too, so the code also works where the
+provider's config section has not been loaded (a bare ``python -m`` process, a unit test).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SECTION = "iterable"
+
+DEFAULT_MAX_BODY_BYTES = 1_048_576
+DEFAULT_RETENTION_DAYS = 7.0
+DEFAULT_DEDUPE_WINDOW_SECONDS = 3600.0
+QUEUE_FILE_NAME = "iterable_webhooks.db"
+
+
+def _conf_get(key: str) -> str | None:
+    """Return the raw option from Airflow's config (env vars, ``_cmd`` and ``_secret`` included)."""
+    try:
+        from airflow.configuration import conf
+    except ImportError:  # pragma: no cover - Airflow is a dependency; keep the fallback honest
+        return os.environ.get(f"AIRFLOW__{SECTION.upper()}__{key.upper()}")
+    value = conf.get(SECTION, key, fallback=None)
+    if value is None or str(value).strip() == "":
+        return None
+    return str(value).strip()
+
+
+def airflow_home() -> Path:
+    """Return ``$AIRFLOW_HOME`` as Airflow resolves it (``~/airflow`` when unset)."""
+    return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow").expanduser()
+
+
+def default_queue_url() -> str:
+    """Return the embedded default: a SQLite file in ``$AIRFLOW_HOME``."""
+    return f"sqlite:///{airflow_home() / QUEUE_FILE_NAME}"
+
+
+def queue_url() -> str:
+    """Return the SQLAlchemy URL of the event queue (``[iterable] queue_url``)."""
+    return _conf_get("queue_url") or default_queue_url()
+
+
+def _positive_number(key: str, default: float) -> float:
+    raw = _conf_get(key)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"[{SECTION}] {key} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"[{SECTION}] {key} must not be negative, got {raw!r}")
+    return value
+
+
+def webhook_max_body_bytes() -> int:
+    """Return the largest webhook body the receiver accepts, in bytes."""
+    return int(_positive_number("webhook_max_body_bytes", DEFAULT_MAX_BODY_BYTES))
+
+
+def webhook_retention_days() -> float:
+    """Return how many days stored events are kept before they may be purged."""
+    return _positive_number("webhook_retention_days", DEFAULT_RETENTION_DAYS)
+
+
+def webhook_dedupe_window_seconds() -> float:
+    """Return the window in which an identical delivery counts as a retry, in seconds."""
+    return _positive_number("webhook_dedupe_window_seconds", DEFAULT_DEDUPE_WINDOW_SECONDS)
