@@ -1,0 +1,165 @@
+"""Client-side pacing: even spacing at the endpoint's rate, shared per connection, thread-safe."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from airflow_provider_iterable.exceptions import IterableRateLimitError
+from airflow_provider_iterable.hooks._rate_limit import (
+    DEFAULT_RATE_LIMITS,
+    UNDOCUMENTED_RATE_LIMIT,
+    EndpointRateLimiter,
+)
+from airflow_provider_iterable.hooks.iterable import IterableHook
+from airflow_provider_iterable.testing import IterableSimulator
+
+from .conftest import HookFactory, new_conn_id
+
+RATE = 20.0
+ENDPOINT = "GET /api/lists"
+
+
+@pytest.fixture
+def paced_sim(sim: IterableSimulator) -> IterableSimulator:
+    """The simulator enforcing RATE on ENDPOINT: a client going faster gets 429s."""
+    sim.set_rate_limit(ENDPOINT, RATE)
+    return sim
+
+
+def test_n_calls_take_at_least_n_minus_one_intervals_without_429(
+    paced_sim: IterableSimulator, make_hook: HookFactory
+):
+    hook = make_hook(rate_limits={ENDPOINT: RATE})
+    calls = 21
+    started = time.monotonic()
+    for _ in range(calls):
+        hook.get_lists()
+    elapsed = time.monotonic() - started
+    assert elapsed >= (calls - 1) / RATE
+    assert elapsed < (calls - 1) / RATE + 1.0  # paced, not throttled far below the rate
+    assert len(paced_sim.requests_for(ENDPOINT)) == calls
+    assert paced_sim.rate_limited_count() == 0
+
+
+def test_without_pacing_the_same_calls_hit_429(paced_sim: IterableSimulator, make_hook: HookFactory):
+    """The control for the test above: the simulator does punish a client that does not pace."""
+    hook = make_hook(rate_limits={ENDPOINT: None}, hook_kwargs={"max_attempts": 1})
+    refused = 0
+    for _ in range(40):
+        try:
+            hook.get_lists()
+        except IterableRateLimitError:
+            refused += 1
+    assert refused > 0
+    assert paced_sim.rate_limited_count(ENDPOINT) == refused
+
+
+def test_two_hooks_of_one_connection_share_the_limiter(paced_sim: IterableSimulator, make_hook: HookFactory):
+    conn_id = new_conn_id()
+    first = make_hook(conn_id=conn_id, rate_limits={ENDPOINT: RATE})
+    second = make_hook(conn_id=conn_id, rate_limits={ENDPOINT: RATE})
+    assert first.limiter is second.limiter
+    assert make_hook(rate_limits={ENDPOINT: RATE}).limiter is not first.limiter
+    started = time.monotonic()
+    for _ in range(10):
+        first.get_lists()
+        second.get_lists()
+    assert time.monotonic() - started >= 19 / RATE
+    assert paced_sim.rate_limited_count() == 0
+
+
+@pytest.mark.parametrize("shared_hook", [True, False], ids=["one hook", "hook per thread"])
+def test_threads_are_paced_together(paced_sim: IterableSimulator, make_hook: HookFactory, shared_hook: bool):
+    conn_id = new_conn_id()
+    hooks = [make_hook(conn_id=conn_id, rate_limits={ENDPOINT: RATE}) for _ in range(1 if shared_hook else 4)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def work(hook: IterableHook) -> None:
+        barrier.wait()
+        try:
+            for _ in range(6):
+                hook.get_lists()
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(hooks[i % len(hooks)],)) for i in range(4)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    elapsed = time.monotonic() - started
+    assert errors == []
+    assert len(paced_sim.requests_for(ENDPOINT)) == 24
+    assert elapsed >= 23 / RATE
+    assert paced_sim.rate_limited_count() == 0
+
+
+def test_rate_limit_keys_are_path_templates(sim: IterableSimulator, make_hook: HookFactory):
+    """Deletes of different users share the bucket of ``DELETE /api/users/{email}``."""
+    for n in range(6):
+        sim.add_user(email=f"user{n}@example.com")
+    hook = make_hook(rate_limits={"DELETE /api/users/{email}": 10})
+    started = time.monotonic()
+    for n in range(6):
+        hook.delete_user(email=f"user{n}@example.com")
+    assert time.monotonic() - started >= 5 / 10
+
+
+@pytest.mark.parametrize("disabled", [None, 0, -1, "none"])
+def test_non_positive_or_null_rate_disables_pacing(make_hook: HookFactory, sim: IterableSimulator, disabled):
+    sim.enforce_rate_limits = False
+    hook = make_hook(rate_limits={"POST /api/users/bulkUpdate": disabled})
+    assert hook.limiter.rate_for("POST /api/users/bulkUpdate") is None
+    started = time.monotonic()
+    for _ in range(6):
+        hook.bulk_update_users([{"email": "a@example.com"}])
+    # Paced at Iterable's documented 5/s these six calls would take a second.
+    assert time.monotonic() - started < 0.8
+
+
+def test_documented_limits_are_the_defaults(sim: IterableSimulator, make_hook: HookFactory):
+    limiter = make_hook().limiter
+    assert limiter.rate_for("POST /api/users/bulkUpdate") == 5
+    assert limiter.rate_for("POST /api/events/trackBulk") == 10
+    assert limiter.rate_for("POST /api/events/track") == 2000
+    assert limiter.rate_for("POST /api/users/update") == 500
+    assert limiter.rate_for("GET /api/users/getByEmail") == 100
+    assert limiter.rate_for("DELETE /api/users/byUserId/{userId}") == 100
+    assert limiter.rate_for("GET /api/export/data.json") == pytest.approx(4 / 60)
+    # Undocumented endpoints are paced conservatively.
+    for endpoint in (
+        "POST /api/sms/target",
+        "POST /api/lists/subscribe",
+        "POST /api/workflows/triggerWorkflow",
+    ):
+        assert endpoint not in DEFAULT_RATE_LIMITS
+        assert limiter.rate_for(endpoint) == UNDOCUMENTED_RATE_LIMIT == 10
+
+
+def test_override_replaces_one_endpoint_only(sim: IterableSimulator, make_hook: HookFactory):
+    limiter = make_hook(rate_limits={"POST /api/sms/target": 2.5}).limiter
+    assert limiter.rate_for("POST /api/sms/target") == 2.5
+    assert limiter.rate_for("POST /api/users/bulkUpdate") == 5
+
+
+def test_bucket_arithmetic_is_even_spacing_with_burst_one():
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = EndpointRateLimiter({"POST /x": 4.0}, clock=lambda: now[0], sleep=sleep)
+    waits = [limiter.acquire("POST /x") for _ in range(4)]
+    assert waits == [0.0, 0.25, 0.25, 0.25]
+    # Idle time earns at most one token: after a long pause, one call is free, the next waits.
+    now[0] += 10
+    assert limiter.acquire("POST /x") == 0.0
+    assert limiter.acquire("POST /x") == 0.25
+    assert slept == [0.25, 0.25, 0.25, 0.25]
