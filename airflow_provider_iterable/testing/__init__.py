@@ -1,0 +1,56 @@
+"""A local Iterable simulator for testing DAGs that use this provider, without an Iterable account.
+
+:class:`IterableSimulator` serves Iterable's REST API over HTTP on loopback. It is stateful (users,
+lists, events, sends and journey triggers live in memory), answers with Iterable's shapes and
+status codes, enforces Iterable's per-endpoint rate limits (429 when a bucket overflows), records
+every request for assertions, can be scripted to fail, and fires system webhooks (``emailSend``,
+``smsSend``, ...) at a receiver when it "sends" a message.
+
+Test a DAG against it::
+
+    from airflow_provider_iterable.testing import IterableSimulator
+
+    def test_welcome_dag(monkeypatch):
+        with IterableSimulator() as sim:
+            # The provider's hooks find Iterable through the connection: point it here.
+            monkeypatch.setenv("AIRFLOW_CONN_ITERABLE_DEFAULT", sim.connection_json())
+
+            dag.test()   # the DAG under test, e.g. imported from your dags folder
+
+            calls = sim.requests_for("POST /api/users/update")
+            assert calls[0].json["email"] == "ada@example.com"
+            assert sim.get_user(email="ada@example.com")["dataFields"]["plan"] == "pro"
+            assert sim.sends[0]["campaignId"] == 1001
+
+What it offers:
+
+- ``sim.url`` and ``sim.connection_json(**extra)``: where it listens and the Airflow connection
+  for it (the API key is ``sim.api_key``, :data:`DEFAULT_API_KEY` unless you pass ``api_key``).
+- ``sim.requests`` / ``sim.requests_for("POST /api/lists/subscribe")``: :class:`RecordedRequest`
+  objects with ``method``, ``path``, ``query``, ``headers``, ``body``, ``json``, ``endpoint``,
+  ``status``; endpoints are named ``"METHOD /api/path-template"`` as in Iterable's docs
+  (``"GET /api/users/{email}"``).
+- State: ``sim.get_user(email=...)``, ``sim.lists``, ``sim.list_members(list_id)``,
+  ``sim.events``, ``sim.sends``, ``sim.workflow_triggers``; seed it with ``sim.add_user``,
+  ``sim.add_list``, ``sim.add_campaign``, ``sim.add_workflow``, ``sim.forget_user``.
+  Campaigns 1001 (Email) and 2001 (SMS) and journey 3001 exist from the start, as do channels
+  1-4 and message types 11-14.
+- Failures: ``sim.add_fault("POST /api/sms/target", status=503)``, ``delay=`` (a read timeout
+  after Iterable got the request), ``drop=True`` (connection closed without an answer),
+  ``headers={"Retry-After": "1"}``, ``times=``.
+- Rate limits: Iterable's documented limits per endpoint (10/s where undocumented);
+  ``rate_limit_scale=1000`` to run bulk loads fast, ``set_rate_limit(endpoint, per_second)``,
+  ``enforce_rate_limits=False``, ``rate_limited_count()``.
+- Webhooks: pass ``webhook_url`` (and ``webhook_headers``) and every ``email/target`` /
+  ``sms/target`` fires ``emailSend`` / ``smsSend`` there; ``sim.fire_webhook("emailOpen",
+  email=...)`` sends any other event; ``sim.wait_for_webhooks()`` and ``sim.webhook_deliveries``.
+
+From a shell: ``python -m airflow_provider_iterable.testing --port 8765`` (or the
+``iterable-simulator`` command) runs one until Ctrl-C and prints the connection to use.
+"""
+
+from __future__ import annotations
+
+from airflow_provider_iterable.testing.simulator import DEFAULT_API_KEY, IterableSimulator, RecordedRequest
+
+__all__ = ["DEFAULT_API_KEY", "IterableSimulator", "RecordedRequest"]

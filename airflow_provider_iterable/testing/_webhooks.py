@@ -1,0 +1,144 @@
+"""System-webhook delivery of the simulator: Iterable POSTing events to a configured URL."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Item:
+    body: dict[str, Any]
+    after: threading.Event | None
+    url: str | None
+    headers: dict[str, str]
+
+
+#: Seconds to wait before each retry of a failed delivery (so at most 1 + len() attempts).
+RETRY_BACKOFF: tuple[float, ...] = (0.1, 0.3, 0.9)
+#: Connect/read timeout of one delivery attempt, in seconds.
+DELIVERY_TIMEOUT = 5.0
+
+
+class WebhookSender:
+    """Deliver webhook bodies from one background thread, in the order they were queued.
+
+    A delivery that fails (a non-2xx answer or a connection error) is retried after each delay of
+    :data:`RETRY_BACKOFF`, as Iterable retries failed deliveries. Every attempt is reported to
+    ``on_attempt`` as ``(HTTP status or 0, body)``.
+
+    :param target: returns the current ``(url, headers)``; read at each attempt, so a URL set after
+        the simulator started (a receiver started later) is honoured.
+    :param on_attempt: called after every attempt.
+    :param stop_event: set when the simulator stops; pending retries are abandoned then.
+    """
+
+    def __init__(
+        self,
+        target: Callable[[], tuple[str | None, Mapping[str, str]]],
+        on_attempt: Callable[[int, dict[str, Any]], None],
+        stop_event: threading.Event,
+    ) -> None:
+        self._target = target
+        self._on_attempt = on_attempt
+        self._stop = stop_event
+        self._queue: queue.Queue[_Item | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(
+        self,
+        body: dict[str, Any],
+        after: threading.Event | None = None,
+        *,
+        url: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Queue ``body`` for delivery; starts the delivery thread on first use.
+
+        :param after: delivery waits until this is set (the API answer that caused the webhook
+            has gone out), so a webhook never overtakes its answer while :meth:`join` counts it
+            as pending from the start.
+        :param url: deliver here instead of the simulator's system-webhook URL (journey webhooks).
+        :param headers: headers for ``url``.
+        """
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                # Each thread gets its own queue: one told to stop never swallows later bodies.
+                self._queue = queue.Queue()
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._queue,), name="iterable-sim-webhooks", daemon=True
+                )
+                self._thread.start()
+            self._queue.put(_Item(body, after, url, dict(headers or {})))
+
+    def join(self, timeout: float) -> bool:
+        """Wait until every queued body was delivered or given up; return False on timeout."""
+        pending = self._queue
+        deadline = time.monotonic() + timeout
+        with pending.all_tasks_done:
+            while pending.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                pending.all_tasks_done.wait(remaining)
+        return True
+
+    def close(self) -> None:
+        """Stop the delivery thread; a delivery in flight is given a second to finish."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                self._queue.put(None)
+        if thread is not None:
+            thread.join(timeout=1.0)
+
+    def _run(self, pending: queue.Queue[_Item | None]) -> None:
+        session = requests.Session()
+        try:
+            while True:
+                item = pending.get()
+                try:
+                    if item is None:
+                        return
+                    if item.after is not None:
+                        item.after.wait(DELIVERY_TIMEOUT)
+                    self._deliver(session, item)
+                finally:
+                    pending.task_done()
+        finally:
+            session.close()
+
+    def _deliver(self, session: requests.Session, item: _Item) -> None:
+        body = item.body
+        data = json.dumps(body).encode()
+        for attempt in range(len(RETRY_BACKOFF) + 1):
+            if attempt and self._stop.wait(RETRY_BACKOFF[attempt - 1]):
+                return
+            url, headers = (item.url, item.headers) if item.url else self._target()
+            if not url:
+                return
+            status = 0
+            try:
+                answer = session.post(
+                    url,
+                    data=data,
+                    headers={**headers, "Content-Type": "application/json"},
+                    timeout=DELIVERY_TIMEOUT,
+                )
+                status = answer.status_code
+            except requests.RequestException as exc:
+                log.debug("webhook delivery to %s failed: %s", url, exc)
+            self._on_attempt(status, body)
+            if 200 <= status < 300:
+                return
