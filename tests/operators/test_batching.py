@@ -1,0 +1,113 @@
+"""The batching helpers on their own: limits, merging of answers, formats, progress."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_iterable.operators._batching import (
+    BulkSummary,
+    Progress,
+    batches,
+    check_field_types,
+    prefetch,
+    resolve_format,
+)
+
+
+def test_batches_respect_count_and_bytes() -> None:
+    items = [{"email": f"u{i}@example.com"} for i in range(2_500)]
+    assert [len(b) for b in batches(iter(items), max_count=1_000, max_bytes=4_000_000)] == [1000, 1000, 500]
+    small = list(batches(iter(items), max_count=1_000, max_bytes=10_000))
+    assert all(len(json.dumps({"users": b})) < 10_000 for b in small)
+    assert [i for b in small for i in b] == items
+    assert max(len(b) for b in small) > 300  # batches are filled, not one item each
+
+
+def test_summary_merges_batches_and_caps_identifiers() -> None:
+    summary = BulkSummary(failed_ids_cap=3, events=True)
+    summary.add(
+        {
+            "successCount": 5,
+            "failCount": 2,
+            "failedUpdates": {"invalidEmails": ["a", "b"], "notFoundEmails": []},
+            "createdFields": ["x"],
+        },
+        sent=7,
+    )
+    summary.add(
+        {
+            "successCount": 1,
+            "failCount": 2,
+            "failedUpdates": {"invalidEmails": ["c", "d"]},
+            "createdFields": ["x", "y"],
+            "disallowedEventNames": ["bad"],
+        },
+        sent=3,
+    )
+    # An old-style answer with only the deprecated top-level list.
+    summary.add({"successCount": 0, "failCount": 1, "invalidUserIds": ["u"]}, sent=1)
+    assert summary.to_dict() == {
+        "batches": 3,
+        "successCount": 6,
+        "failCount": 5,
+        "failedUpdates": {"invalidEmails": ["a", "b", "c"], "invalidUserIds": ["u"]},
+        "failedUpdateCounts": {"invalidEmails": 4, "invalidUserIds": 1},
+        "createdFields": ["x", "y"],
+        "filteredOutFields": [],
+        "disallowedEventNames": ["bad"],
+    }
+    text = summary.failure_text("event")
+    assert text.startswith("5 of 11 events failed in Iterable after all 3 batches were sent")
+    assert "invalidEmails: 4 (a, b, c, ...)" in text
+    assert "disallowed event names: bad" in text
+
+
+def test_formats_and_field_types() -> None:
+    assert resolve_format("s3://bucket/users.JSONL.gz", None, "users_file") == "jsonl"
+    assert resolve_format("/data/x.csv", None, "users_file") == "csv"
+    assert resolve_format("/data/x.txt", "ndjson", "users_file") == "jsonl"
+    with pytest.raises(AirflowFailException, match="file_format is 'xml'"):
+        resolve_format("/data/x.csv", "xml", "users_file")
+    assert check_field_types({"a": "Integer", "b": "boolean", "c": "date"}) == {
+        "a": "int",
+        "b": "bool",
+        "c": "date",
+    }
+    with pytest.raises(AirflowFailException, match=r"field_types\['a'\] is 'money'"):
+        check_field_types({"a": "money"})
+
+
+def test_prefetch_passes_values_and_errors() -> None:
+    assert list(prefetch(iter(range(50)), depth=2)) == list(range(50))
+
+    def broken() -> Any:
+        yield 1
+        raise ValueError("line 2 is bad")
+
+    out = []
+    with pytest.raises(ValueError, match="line 2 is bad"):
+        for value in prefetch(broken()):
+            out.append(value)
+    assert out == [1]
+
+
+def test_progress_logs_every_few_batches(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    log = logging.getLogger("test.progress")
+    progress = Progress(log, "user", 5_000, every=2, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="test.progress"):
+        for _ in range(5):
+            now[0] += 0.5
+            progress.batch_sent(1_000)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "Sent 1000 of 5000 users in 1 batches (2000 users/s)",
+        "Sent 2000 of 5000 users in 2 batches (2000 users/s)",
+        "Sent 4000 of 5000 users in 4 batches (2000 users/s)",
+        "Sent 5000 of 5000 users in 5 batches (2000 users/s)",
+    ]
