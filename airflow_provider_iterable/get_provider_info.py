@@ -97,12 +97,8 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         ],
-        "plugins": [
-            {
-                "name": "iterable",
-                "plugin-class": "airflow_provider_iterable.plugins.IterableWebhooksPlugin",
-            }
-        ],
+        # The plugin that mounts the webhook receiver is registered through the `airflow.plugins`
+        # entry point only: listed here too, Airflow would load it twice and warn.
         "config": {
             "iterable": {
                 "description": "Iterable webhook receiver and event queue. The receiver and the "
