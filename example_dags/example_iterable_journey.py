@@ -19,6 +19,10 @@ from airflow_provider_iterable.operators import (
     IterableUpsertUserOperator,
 )
 
+# The run's day. ``{{ ds }}`` exists only when the run has a logical date, which a run triggered
+# through the REST API or by an asset may lack; ``run_after`` is set on every run.
+RUN_DAY = "{{ dag_run.run_after | ds }}"
+
 with DAG(
     dag_id="example_iterable_journey",
     description="Trigger Iterable journeys per user (mapped) and per list",
@@ -45,7 +49,7 @@ with DAG(
     mark = IterableUpsertUserOperator(
         task_id="mark_vip",
         email="ada@example.com",
-        data_fields={"vip": True, "vipSince": "{{ ds }}"},
+        data_fields={"vip": True, "vipSince": RUN_DAY},
     )
 
     per_user = IterableTriggerJourneyOperator.partial(

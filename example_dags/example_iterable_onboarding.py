@@ -25,6 +25,10 @@ from airflow_provider_iterable.operators import (
     IterableTrackEventOperator,
 )
 
+# The run's day. ``{{ ds }}`` exists only when the run has a logical date, which a run triggered
+# through the REST API or by an asset may lack; ``run_after`` is set on every run.
+RUN_DAY = "{{ dag_run.run_after | ds }}"
+
 with DAG(
     dag_id="example_iterable_onboarding",
     description="Bulk-load new users into Iterable, add them to a list, track it and send a welcome SMS",
@@ -52,8 +56,8 @@ with DAG(
     # reuse_existing: a re-run (or a retry) finds today's list instead of creating a second one.
     create_list = IterableCreateListOperator(
         task_id="create_list",
-        name="Onboarding {{ ds }}",
-        description="Users onboarded by Airflow on {{ ds }}",
+        name=f"Onboarding {RUN_DAY}",
+        description=f"Users onboarded by Airflow on {RUN_DAY}",
         reuse_existing=True,
     )
 
@@ -77,7 +81,7 @@ with DAG(
         task_id="send_welcome_sms",
         campaign_id="{{ params.sms_campaign_id }}",
         recipient_email="{{ params.welcome_email }}",
-        data_fields={"listName": "Onboarding {{ ds }}"},
+        data_fields={"listName": f"Onboarding {RUN_DAY}"},
     )
 
     load_users >> create_list >> subscribe >> track >> send_sms

@@ -1,7 +1,7 @@
 """What to retry and how long to wait between attempts of one call to Iterable.
 
 One predicate (:func:`is_retryable`) decides for every endpoint; :class:`RetryController` holds
-the state of one call: the wait before each next attempt (``Retry-After`` first, otherwise
+a hook's retry rules: the wait before each next attempt (``Retry-After`` first, otherwise
 exponential backoff with jitter, capped), the total deadline, the log line of each failed
 attempt, and the error raised when giving up.
 
@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
@@ -47,6 +47,8 @@ DEFAULT_BACKOFF_INITIAL = 0.5
 DEFAULT_BACKOFF_MAX = 30.0
 #: Most attempts of one call, whatever the deadline.
 DEFAULT_MAX_ATTEMPTS = 10
+
+T = TypeVar("T")
 
 _DELTA_SECONDS = re.compile(r"^\s*\d+(\.\d+)?\s*$")
 
@@ -120,12 +122,15 @@ def describe_failure(exc: BaseException | None) -> str:
 
 
 class RetryController:
-    """The retry state of one call: waits, deadline, attempt log and final error.
+    """How one hook retries its calls: waits, deadline, attempt log and final error.
 
-    :param endpoint: ``"METHOD /api/path-template"``, for log lines and errors.
-    :param deadline: total seconds the call may take, retries and waits included.
+    The tenacity controller is built once and shared by every call of the hook (tenacity keeps
+    each call's state in its own ``RetryCallState`` and per-thread statistics), so a call pays
+    for no set-up. What differs between calls, the endpoint, travels on the exception.
+
+    :param deadline: total seconds one call may take, retries and waits included.
     :param log: where each failed attempt is logged at WARNING (a stdlib or structlog logger).
-    :param max_attempts: most attempts, whatever the deadline.
+    :param max_attempts: most attempts of one call, whatever the deadline.
     :param backoff_initial: first backoff step in seconds (no ``Retry-After``).
     :param backoff_max: largest backoff step in seconds.
     :param sleep: how to wait between attempts.
@@ -134,7 +139,6 @@ class RetryController:
     def __init__(
         self,
         *,
-        endpoint: str,
         deadline: float,
         log: logging.Logger | Any,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
@@ -142,44 +146,40 @@ class RetryController:
         backoff_max: float = DEFAULT_BACKOFF_MAX,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        self.endpoint = endpoint
         self.deadline = deadline
         self.log = log
         self.max_attempts = max_attempts
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
-        self._sleep = sleep
-        # The wait after each attempt is drawn once: the log line and tenacity's sleep must agree.
-        self._waits: dict[int, float] = {}
-
-    def retrying(self) -> Retrying:
-        """Return the tenacity controller of this call."""
-        kwargs: dict[str, Any] = {}
-        if self._sleep is not None:
-            kwargs["sleep"] = self._sleep
-        return Retrying(
+        kwargs: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
+        # tenacity runs, after a retryable failure: wait (sets ``upcoming_sleep``), then stop;
+        # then either before_sleep and the sleep, or retry_error_callback.
+        self._retrying = Retrying(
             retry=retry_if_exception(is_retryable),
             wait=self.wait,
             stop=self.should_stop,
-            after=self.after_attempt,
+            before_sleep=self.log_retry,
             retry_error_callback=self.give_up,
             reraise=True,
             **kwargs,
         )
 
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call ``fn(*args)``, retrying it as this controller says; return its result.
+
+        :param fn: one attempt of the call.
+        :param args: its arguments.
+        """
+        return self._retrying(fn, *args)
+
     def wait(self, retry_state: RetryCallState) -> float:
         """Return the seconds to wait after the attempt that just failed (tenacity ``wait``)."""
-        attempt = retry_state.attempt_number
-        if attempt not in self._waits:
-            exc = retry_state.outcome.exception() if retry_state.outcome else None
-            retry_after = getattr(exc, "retry_after", None)
-            if retry_after is not None:
-                self._waits[attempt] = float(retry_after)
-            else:
-                self._waits[attempt] = backoff_seconds(
-                    attempt, initial=self.backoff_initial, maximum=self.backoff_max
-                )
-        return self._waits[attempt]
+        retry_after = getattr(_exception(retry_state), "retry_after", None)
+        if retry_after is not None:
+            return float(retry_after)
+        return backoff_seconds(
+            retry_state.attempt_number, initial=self.backoff_initial, maximum=self.backoff_max
+        )
 
     def remaining(self, retry_state: RetryCallState) -> float:
         """Return the seconds left of the deadline after the attempt that just failed."""
@@ -189,52 +189,40 @@ class RetryController:
         """Return whether to give up rather than wait and try again (tenacity ``stop``)."""
         if retry_state.attempt_number >= self.max_attempts:
             return True
-        return self.wait(retry_state) > self.remaining(retry_state)
+        return retry_state.upcoming_sleep > self.remaining(retry_state)
 
-    def after_attempt(self, retry_state: RetryCallState) -> None:
-        """Log a failed, retryable attempt at WARNING: endpoint, what failed and the wait.
+    def log_retry(self, retry_state: RetryCallState) -> None:
+        """Log a failed attempt that will be retried, at WARNING: endpoint, what failed and the wait.
 
         Never the API key (it is only in a header) nor a body (bodies hold e-mail addresses).
         """
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        wait = self.wait(retry_state)
-        if self.should_stop(retry_state):
-            self.log.warning(
-                "Iterable %s attempt %d failed (%s); giving up after %.1f s",
-                self.endpoint,
-                retry_state.attempt_number,
-                describe_failure(exc),
-                retry_state.seconds_since_start or 0.0,
-            )
-        else:
-            self.log.warning(
-                "Iterable %s attempt %d failed (%s); retrying in %.2f s",
-                self.endpoint,
-                retry_state.attempt_number,
-                describe_failure(exc),
-                wait,
-            )
+        exc = _exception(retry_state)
+        self.log.warning(
+            "Iterable %s attempt %d failed (%s); retrying in %.2f s",
+            _endpoint(exc),
+            retry_state.attempt_number,
+            describe_failure(exc),
+            retry_state.upcoming_sleep,
+        )
 
     def give_up(self, retry_state: RetryCallState) -> NoReturn:
-        """Raise the error that ends the call once retrying stops (tenacity ``retry_error_callback``)."""
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        """Log the last attempt and raise the error that ends the call (tenacity ``retry_error_callback``)."""
+        exc = _exception(retry_state)
         attempts = retry_state.attempt_number
         elapsed = retry_state.seconds_since_start or 0.0
+        self.log.warning(
+            "Iterable %s attempt %d failed (%s); giving up after %.1f s",
+            _endpoint(exc),
+            attempts,
+            describe_failure(exc),
+            elapsed,
+        )
         tried = f"gave up after {attempts} attempt{'s' if attempts != 1 else ''} in {elapsed:.1f} s"
-        if isinstance(exc, IterableRateLimitError):
-            remaining = max(0.0, self.remaining(retry_state))
-            if exc.retry_after is not None and exc.retry_after > remaining:
-                detail = (
-                    f"Iterable asked to wait {exc.retry_after:.0f} s (Retry-After) before retrying, "
-                    f"more than the {remaining:.0f} s left of the retry deadline ({self.deadline:.0f} s), "
-                    "so the call failed now instead of waiting; run it again later"
-                )
-            else:
-                detail = (
-                    f"still rate limited: {tried}. Lower the pace with the connection's "
-                    "'rate_limits' extra, or raise the hook's retry_deadline"
-                )
-            raise IterableRateLimitError(
+        if isinstance(exc, IterableApiError):
+            detail = tried
+            if isinstance(exc, IterableRateLimitError):
+                detail = self._rate_limit_detail(exc, max(0.0, self.remaining(retry_state)), tried)
+            raise type(exc)(
                 status=exc.status,
                 endpoint=exc.endpoint,
                 code=exc.code,
@@ -243,19 +231,30 @@ class RetryController:
                 retry_after=exc.retry_after,
                 detail=detail,
             ) from exc
-        if isinstance(exc, IterableApiError):
-            raise type(exc)(
-                status=exc.status,
-                endpoint=exc.endpoint,
-                code=exc.code,
-                msg=exc.msg,
-                params=exc.params,
-                retry_after=exc.retry_after,
-                detail=tried,
-            ) from exc
         if isinstance(exc, IterableConnectionError):
             raise IterableConnectionError(
                 f"{exc}; {tried}", endpoint=exc.endpoint, reason=exc.reason, retryable=False
             ) from exc
         assert exc is not None  # tenacity calls this only after a failed attempt
         raise exc
+
+    def _rate_limit_detail(self, exc: IterableRateLimitError, remaining: float, tried: str) -> str:
+        if exc.retry_after is not None and exc.retry_after > remaining:
+            return (
+                f"Iterable asked to wait {exc.retry_after:.0f} s (Retry-After) before retrying, more "
+                f"than the {remaining:.0f} s left of the retry deadline ({self.deadline:.0f} s), so "
+                "the call failed now instead of waiting; run it again later"
+            )
+        return (
+            f"still rate limited: {tried}. Lower the pace with the connection's 'rate_limits' "
+            "extra, or raise the hook's retry_deadline"
+        )
+
+
+def _exception(retry_state: RetryCallState) -> BaseException | None:
+    return retry_state.outcome.exception() if retry_state.outcome else None
+
+
+def _endpoint(exc: BaseException | None) -> str:
+    # Every retryable error the hook raises names its endpoint.
+    return getattr(exc, "endpoint", None) or "request"

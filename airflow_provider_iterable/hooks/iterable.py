@@ -63,6 +63,16 @@ _IDEMPOTENT_POSTS = frozenset(
 )
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 _METHOD_WORD = re.compile(r"^[A-Z]+ ")
+# Failures of requests that are raised while preparing a request, so nothing was sent.
+_UNSENDABLE = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.URLRequired,
+)
+# Iterable writes offsets with a space ("2026-11-27 03:05:00 +00:00"); ISO does not.
+_SPACED_OFFSET = re.compile(r"\s+([+-]\d{2}:?\d{2})$")
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,7 @@ class IterableHook(BaseHook):
         self._settings: _Settings | None = None
         self._session: requests.Session | None = None
         self._limiter: EndpointRateLimiter | None = None
+        self._retry: RetryController | None = None
 
     # -- connection and session ---------------------------------------------------------------
 
@@ -137,7 +148,9 @@ class IterableHook(BaseHook):
     def _load_settings(self) -> _Settings:
         conn_id = self.iterable_conn_id
         conn = self.get_connection(conn_id)
-        extra = _extras(conn.extra_dejson, conn_id)
+        # Airflow turns an extra that is not JSON into {} (with a log line); parsing the raw text
+        # again then says so, instead of quietly using the defaults (region us, no overrides).
+        extra = _extras(conn.extra_dejson or conn.extra, conn_id)
 
         api_key = (conn.password or "").strip()
         if not api_key:
@@ -207,6 +220,15 @@ class IterableHook(BaseHook):
                     self._session = session
         return self._session
 
+    @property
+    def _retry_controller(self) -> RetryController:
+        # Built on first use, so ``retry_deadline`` and ``max_attempts`` may be set until then.
+        if self._retry is None:
+            self._retry = RetryController(
+                deadline=self.retry_deadline, log=self.log, max_attempts=self.max_attempts
+            )
+        return self._retry
+
     def get_conn(self) -> requests.Session:
         """Return the HTTP session (Airflow's conventional name for a hook's client)."""
         return self.session
@@ -245,6 +267,8 @@ class IterableHook(BaseHook):
 
         .. seealso:: https://api.iterable.com/api/docs
         """
+        if not path.startswith("/api/"):
+            raise IterableConfigError(f"request needs a path starting with /api/, got {path!r}")
         method = method.upper()
         template = endpoint or path
         key = template if _METHOD_WORD.match(template) else f"{method} {template}"
@@ -259,19 +283,13 @@ class IterableHook(BaseHook):
         params: Mapping[str, Any] | None = None,
         body: Any = None,
         idempotent: bool | None = None,
-        deadline: float | None = None,
+        retry: RetryController | None = None,
     ) -> Any:
         settings = self._get_settings()
         if idempotent is None:
             idempotent = _is_idempotent(endpoint, body)
         data = _encode_body(body) if body is not None else None
-        controller = RetryController(
-            endpoint=endpoint,
-            deadline=deadline if deadline is not None else self.retry_deadline,
-            log=self.log,
-            max_attempts=self.max_attempts,
-        )
-        return controller.retrying()(
+        return (retry or self._retry_controller).call(
             self._attempt, method, settings.base_url + path, endpoint, params, data, idempotent
         )
 
@@ -340,13 +358,16 @@ class IterableHook(BaseHook):
             reason = f"no answer within the read timeout of {settings.read_timeout:g} s"
         elif isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError)):
             reason = "the connection dropped before a complete answer arrived"
-        else:
+        elif isinstance(exc, _UNSENDABLE) or idempotent:
             return IterableConnectionError(
                 f"Request to {base} for {endpoint} failed: {type(exc).__name__}",
                 endpoint=endpoint,
                 reason=type(exc).__name__,
                 retryable=False,
             )
+        else:
+            # Anything else (an undecodable answer, ...) may come after Iterable took the request.
+            reason = f"the answer could not be read ({type(exc).__name__})"
         if not idempotent:
             return IterableOutcomeUnknownError(endpoint=endpoint, reason=reason)
         return IterableConnectionError(
@@ -366,6 +387,13 @@ class IterableHook(BaseHook):
                 return payload
             if not response.content.strip():
                 return {}
+            if not idempotent:
+                # Accepted (2xx), but what was done cannot be read: repeating it could do it twice.
+                raise IterableOutcomeUnknownError(
+                    endpoint=endpoint,
+                    reason=f"Iterable answered HTTP {status} with a body that is not JSON",
+                    status=status,
+                )
             raise IterableApiError(
                 status=status,
                 endpoint=endpoint,
@@ -375,7 +403,7 @@ class IterableHook(BaseHook):
         if isinstance(payload, dict):
             code = _str_or_none(payload.get("code"))
             msg = self._redact(_str_or_none(payload.get("msg")))
-            params = payload.get("params")
+            params = self._redact_params(payload.get("params"))
         elif payload is None:
             msg = self._excerpt(response)
         if status >= 500 and not idempotent:
@@ -408,6 +436,16 @@ class IterableHook(BaseHook):
         if len(text) > 200:
             text = text[:200] + "..."
         return self._redact(text) or "(empty body)"
+
+    def _redact_params(self, params: Any) -> Any:
+        # As _redact, for the structured ``params`` an exception renders into its message.
+        settings = self._settings
+        if params is None or settings is None:
+            return params
+        text = json.dumps(params, default=str)
+        if settings.api_key not in text:
+            return params
+        return json.loads(text.replace(settings.api_key, "***"))
 
     def _redact(self, text: str | None) -> str | None:
         # Defence in depth: should a server ever echo the key, it still never reaches an exception.
@@ -557,9 +595,9 @@ class IterableHook(BaseHook):
 
         .. seealso:: https://api.iterable.com/api/docs#users_delete
         """
-        if bool(email) == bool(user_id):
+        if _blank(email) == _blank(user_id):
             raise IterableConfigError("delete_user needs exactly one of email or user_id")
-        if email:
+        if email and email.strip():
             path = f"/api/users/{_path_segment(email)}"
             return _dict(self._request("DELETE", path, "DELETE /api/users/{email}"))
         path = f"/api/users/byUserId/{_path_segment(cast(str, user_id))}"
@@ -584,8 +622,9 @@ class IterableHook(BaseHook):
         try:
             return int(answer["listId"])
         except (KeyError, TypeError, ValueError):
-            raise IterableApiError(
-                status=200, endpoint="POST /api/lists", msg="the answer carries no listId"
+            # The list was most likely created: creating again would make a second one.
+            raise IterableOutcomeUnknownError(
+                endpoint="POST /api/lists", reason="Iterable answered without a listId", status=200
             ) from None
 
     def get_lists(self) -> list[dict[str, Any]]:
@@ -743,18 +782,16 @@ class IterableHook(BaseHook):
 
         .. seealso:: https://api.iterable.com/api/docs#SMS_target
         """
-        _require_identity("send_sms", recipient_email=recipient_email, recipient_user_id=recipient_user_id)
-        body = _compact(
-            {
-                "campaignId": campaign_id,
-                "recipientEmail": recipient_email,
-                "recipientUserId": recipient_user_id,
-                "dataFields": data_fields,
-                "sendAt": _send_at(send_at) if send_at is not None else None,
-                "allowRepeatMarketingSends": allow_repeat_marketing_sends,
-            }
+        return self._send_target(
+            "/api/sms/target",
+            "send_sms",
+            campaign_id=campaign_id,
+            recipient_email=recipient_email,
+            recipient_user_id=recipient_user_id,
+            data_fields=data_fields,
+            send_at=send_at,
+            allow_repeat_marketing_sends=allow_repeat_marketing_sends,
         )
-        return _dict(self._request("POST", "/api/sms/target", "POST /api/sms/target", body=body))
 
     def send_email(
         self,
@@ -783,7 +820,33 @@ class IterableHook(BaseHook):
 
         .. seealso:: https://api.iterable.com/api/docs#email_target
         """
-        _require_identity("send_email", recipient_email=recipient_email, recipient_user_id=recipient_user_id)
+        return self._send_target(
+            "/api/email/target",
+            "send_email",
+            campaign_id=campaign_id,
+            recipient_email=recipient_email,
+            recipient_user_id=recipient_user_id,
+            data_fields=data_fields,
+            send_at=send_at,
+            allow_repeat_marketing_sends=allow_repeat_marketing_sends,
+            metadata=metadata,
+        )
+
+    def _send_target(
+        self,
+        path: str,
+        method_name: str,
+        *,
+        campaign_id: int,
+        recipient_email: str | None,
+        recipient_user_id: str | None,
+        data_fields: Mapping[str, Any] | None,
+        send_at: datetime | str | None,
+        allow_repeat_marketing_sends: bool | None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        # sms/target and email/target take the same body (e-mail adds ``metadata``).
+        _require_identity(method_name, recipient_email=recipient_email, recipient_user_id=recipient_user_id)
         body = _compact(
             {
                 "campaignId": campaign_id,
@@ -795,7 +858,7 @@ class IterableHook(BaseHook):
                 "metadata": metadata,
             }
         )
-        return _dict(self._request("POST", "/api/email/target", "POST /api/email/target", body=body))
+        return _dict(self._request("POST", path, f"POST {path}", body=body))
 
     def get_channels(self) -> list[dict[str, Any]]:
         """Return the project's channels (``GET /api/channels``).
@@ -856,12 +919,12 @@ class IterableHook(BaseHook):
         """
         try:
             settings = self._get_settings()
-            answer = self._request(
-                "GET",
-                "/api/channels",
-                "GET /api/channels",
+            quick = RetryController(
                 deadline=min(self.retry_deadline, TEST_CONNECTION_DEADLINE),
+                log=self.log,
+                max_attempts=self.max_attempts,
             )
+            answer = self._request("GET", "/api/channels", "GET /api/channels", retry=quick)
         except AirflowNotFoundException:
             return False, f"Connection {self.iterable_conn_id!r} is not defined"
         except IterableConfigError as exc:
@@ -1059,8 +1122,12 @@ def _require_text(method: str, name: str, value: Any) -> None:
         raise IterableConfigError(f"{method} needs {name} as a non-empty string, got {value!r}")
 
 
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def _require_identity(method: str, **candidates: Any) -> None:
-    if all(value is None or value == "" for value in candidates.values()):
+    if all(_blank(value) for value in candidates.values()):
         names = list(candidates)
         wanted = " or ".join(names) if len(names) == 2 else ", ".join(names[:-1]) + f" or {names[-1]}"
         raise IterableConfigError(f"{method} needs {wanted}")
@@ -1084,8 +1151,7 @@ def _epoch_seconds(value: datetime | float) -> int:
 def _send_at(value: datetime | str) -> str:
     if isinstance(value, str):
         text = value.strip()
-        # Iterable writes offsets with a space ("2026-11-27 03:05:00 +00:00"); ISO does not.
-        text = re.sub(r"\s+([+-]\d{2}:?\d{2})$", r"\1", text)
+        text = _SPACED_OFFSET.sub(r"\1", text)
         if text.endswith("Z"):
             text = text[:-1] + "+00:00"
         try:

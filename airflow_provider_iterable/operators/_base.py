@@ -3,8 +3,8 @@
 The error policy decides what a task retry may repeat. Airflow retries a task on any exception
 except :class:`~airflow.sdk.exceptions.AirflowFailException`, so:
 
-- a bad argument, a bad connection and a 4xx answer (other than 429) cannot be fixed by trying
-  again: they become ``AirflowFailException``;
+- a bad argument, a bad connection, a 4xx answer (other than 429) and an answer that cannot be
+  read cannot be fixed by trying again: they become ``AirflowFailException``;
 - a non-idempotent call whose outcome is unknown (the hook raises
   :class:`~airflow_provider_iterable.exceptions.IterableOutcomeUnknownError`) must not be sent a
   second time: it becomes ``AirflowFailException`` too;
@@ -71,14 +71,15 @@ class IterableBaseOperator(BaseOperator):
         except IterableRateLimitError:
             raise  # 429 after the hook's retries: a later task try may well succeed
         except IterableApiError as exc:
-            if 400 <= exc.status < 500:
+            if exc.status < 500:
                 raise AirflowFailException(f"Iterable refused the request ({action}): {exc}") from exc
             raise
 
 
 # ---------------------------------------------------------------------------------------------
 # Argument checks. Each runs in execute(), after templates rendered, before any request, and
-# raises AirflowFailException naming the parameter and what would be right.
+# raises AirflowFailException naming the parameter and what would be right. Each takes the
+# rendered ``value`` and the ``name`` of the parameter it came from (for the message).
 # ---------------------------------------------------------------------------------------------
 
 
@@ -112,24 +113,27 @@ def required_str(value: Any, name: str) -> str:
     return text
 
 
-def exactly_one(names: Sequence[str], values: Sequence[Any]) -> tuple[str, str]:
-    """Check that exactly one of several identifying arguments is set; return ``(name, value)``.
+def one_of(**candidates: Any) -> dict[str, str]:
+    """Check that exactly one of several identifying arguments is set; return ``{name: value}``.
 
-    Iterable identifies a user by e-mail address **or** by userId, not both.
+    Iterable identifies a user by e-mail address **or** by userId, not both, so every operator
+    that names one user (or, for journeys, one list) checks it the same way.
 
-    :param names: the parameter names, e.g. ``("email", "user_id")``.
-    :param values: their rendered values, in the same order.
+    :param candidates: the parameters by name, e.g. ``email=self.email, user_id=self.user_id``,
+        with their rendered values (blank counts as not set).
     """
-    given = [(n, optional_str(v, n)) for n, v in zip(names, values, strict=True)]
-    present = [(n, v) for n, v in given if v is not None]
-    options = " or ".join(names)
+    present = {}
+    for name, value in candidates.items():
+        text = optional_str(value, name)
+        if text is not None:
+            present[name] = text
+    names = list(candidates)
+    options = " or ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + f" or {names[-1]}"
     if not present:
         raise fail(f"Set one of {options}: none was given (or all rendered empty)")
     if len(present) > 1:
-        raise fail(f"Set only one of {options}, not {' and '.join(n for n, _ in present)}")
-    name, value = present[0]
-    assert value is not None
-    return name, value
+        raise fail(f"Set only one of {options}, not {' and '.join(present)}")
+    return present
 
 
 def as_int(value: Any, name: str) -> int:
@@ -262,11 +266,9 @@ def epoch_seconds(value: Any, name: str) -> int | None:
     return int(parse_datetime(value, name).timestamp())
 
 
-def send_at_text(value: Any, name: str = "send_at") -> str | None:
-    """Return Iterable's ``sendAt``: ``YYYY-MM-DD HH:MM:SS`` in UTC."""
-    if _is_blank(value):
-        return None
-    return parse_datetime(value, name).strftime("%Y-%m-%d %H:%M:%S")
+def optional_datetime(value: Any, name: str) -> datetime | None:
+    """Like :func:`parse_datetime`, but ``None`` (or an empty rendered string) stays ``None``."""
+    return None if _is_blank(value) else parse_datetime(value, name)
 
 
 def iterable_date_text(moment: datetime) -> str:

@@ -581,6 +581,12 @@ class Progress:
             )
 
 
+def _whole_number(value: Any, name: str, minimum: int, hint: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise fail(f"{name} must be a whole number of at least {minimum}{hint}, got {value!r}")
+    return value
+
+
 def list_items(value: Any, param: str) -> Sequence[Any]:
     """Return an in-memory bulk input (a list, or a JSON list rendered from a template)."""
     if isinstance(value, str):
@@ -674,18 +680,13 @@ class IterableBulkBaseOperator(IterableBaseOperator):
 
     # -- the common part ---------------------------------------------------------------------
 
-    def _limits(self) -> tuple[int, int]:
-        count = self.batch_size
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise fail(
-                f"batch_size must be a whole number of at least 1 (Iterable's practice: 1000), got {count!r}"
-            )
-        size = self.max_batch_bytes
-        if isinstance(size, bool) or not isinstance(size, int) or size < 2 * _ENVELOPE_BYTES:
-            raise fail(
-                f"max_batch_bytes must be a whole number of at least {2 * _ENVELOPE_BYTES}, got {size!r}"
-            )
-        return count, size
+    def _limits(self) -> tuple[int, int, int]:
+        """Return ``(batch_size, max_batch_bytes, max_in_flight)``, checked."""
+        return (
+            _whole_number(self.batch_size, "batch_size", 1, " (Iterable's practice: 1000)"),
+            _whole_number(self.max_batch_bytes, "max_batch_bytes", 2 * _ENVELOPE_BYTES),
+            _whole_number(self.max_in_flight, "max_in_flight", 1),
+        )
 
     def _input(self) -> tuple[Sequence[Any] | None, FileSource | None]:
         items = getattr(self, self.items_param)
@@ -713,10 +714,7 @@ class IterableBulkBaseOperator(IterableBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Check everything, then send the records in batches and return the merged summary."""
-        max_count, max_bytes = self._limits()
-        in_flight = self.max_in_flight
-        if isinstance(in_flight, bool) or not isinstance(in_flight, int) or in_flight < 1:
-            raise fail(f"max_in_flight must be a whole number of at least 1, got {in_flight!r}")
+        max_count, max_bytes, in_flight = self._limits()
         self._prepare(context)
         items, source = self._input()
         noun = self.shape.noun

@@ -11,8 +11,8 @@ from airflow.sdk import Context
 from airflow_provider_iterable.operators._base import (
     IterableBaseOperator,
     epoch_seconds,
-    exactly_one,
     fail,
+    one_of,
     optional_bool,
     optional_dict,
     optional_int,
@@ -107,14 +107,14 @@ class IterableTrackEventOperator(IterableBaseOperator):
     def execute(self, context: Context) -> Any:
         """Track the event; return Iterable's envelope."""
         event_name = required_str(self.event_name, "event_name")
-        name, value = exactly_one(("email", "user_id"), (self.email, self.user_id))
+        identity = one_of(email=self.email, user_id=self.user_id)
         event_id = optional_str(self.event_id, "event_id")
         if event_id is not None and len(event_id.encode("utf-8")) > _MAX_EVENT_ID_BYTES:
             raise fail(f"event_id must be at most {_MAX_EVENT_ID_BYTES} bytes, got {len(event_id.encode())}")
         if event_id is None:
             event_id = task_event_id(context)
         kwargs: dict[str, Any] = {
-            name: value,
+            **identity,
             "event_name": event_name,
             "event_id": event_id,
             "created_at": epoch_seconds(self.created_at, "created_at"),

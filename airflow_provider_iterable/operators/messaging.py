@@ -16,13 +16,11 @@ from airflow.sdk import Context
 from airflow_provider_iterable.operators._base import (
     IterableBaseOperator,
     as_int,
-    exactly_one,
-    fail,
+    one_of,
     optional_bool,
+    optional_datetime,
     optional_dict,
     optional_int,
-    optional_str,
-    send_at_text,
 )
 
 
@@ -60,14 +58,12 @@ class _IterableSendOperator(IterableBaseOperator):
         self.allow_repeat_marketing_sends = allow_repeat_marketing_sends
 
     def _send_kwargs(self) -> dict[str, Any]:
-        name, value = exactly_one(
-            ("recipient_email", "recipient_user_id"), (self.recipient_email, self.recipient_user_id)
-        )
         return {
             "campaign_id": as_int(self.campaign_id, "campaign_id"),
-            name: value,
+            **one_of(recipient_email=self.recipient_email, recipient_user_id=self.recipient_user_id),
             "data_fields": optional_dict(self.data_fields, "data_fields"),
-            "send_at": send_at_text(self.send_at),
+            # The hook sends it as Iterable's "YYYY-MM-DD HH:MM:SS" in UTC.
+            "send_at": optional_datetime(self.send_at, "send_at"),
             "allow_repeat_marketing_sends": optional_bool(
                 self.allow_repeat_marketing_sends, "allow_repeat_marketing_sends"
             ),
@@ -199,20 +195,10 @@ class IterableTriggerJourneyOperator(IterableBaseOperator):
         """Trigger the journey; return Iterable's envelope."""
         workflow_id = as_int(self.workflow_id, "workflow_id")
         list_id = optional_int(self.list_id, "list_id")
-        email = optional_str(self.email, "email")
-        user_id = optional_str(self.user_id, "user_id")
-        if list_id is not None:
-            if email is not None or user_id is not None:
-                raise fail(
-                    "Set only one of email, user_id or list_id: a journey starts for one user or one list"
-                )
-            target: dict[str, Any] = {"list_id": list_id}
-        else:
-            name, value = exactly_one(("email", "user_id", "list_id"), (email, user_id, None))
-            target = {name: value}
+        # A journey starts for one user or for one list.
+        target: dict[str, Any] = one_of(email=self.email, user_id=self.user_id, list_id=list_id)
+        if "list_id" in target:
+            target["list_id"] = list_id  # sent as the number it is
+        data_fields = optional_dict(self.data_fields, "data_fields")
         with self._iterable_errors("triggering the journey"):
-            return self.hook.trigger_workflow(
-                workflow_id=workflow_id,
-                **target,
-                data_fields=optional_dict(self.data_fields, "data_fields"),
-            )
+            return self.hook.trigger_workflow(workflow_id=workflow_id, **target, data_fields=data_fields)

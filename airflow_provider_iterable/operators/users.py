@@ -11,8 +11,8 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow_provider_iterable.operators._base import (
     IterableBaseOperator,
     check_xcom_fields,
-    exactly_one,
     fail,
+    one_of,
     optional_bool,
     optional_dict,
     optional_int,
@@ -21,13 +21,6 @@ from airflow_provider_iterable.operators._base import (
     required_str,
 )
 from airflow_provider_iterable.operators._batching import USER_SHAPE, IterableBulkBaseOperator
-
-_IDENTITY = ("email", "user_id")
-
-
-def _identity_kwargs(email: Any, user_id: Any) -> dict[str, str]:
-    name, value = exactly_one(_IDENTITY, (email, user_id))
-    return {name: value}
 
 
 class IterableUpsertUserOperator(IterableBaseOperator):
@@ -73,7 +66,7 @@ class IterableUpsertUserOperator(IterableBaseOperator):
 
     def execute(self, context: Context) -> Any:
         """Upsert the user; return Iterable's envelope."""
-        identity = _identity_kwargs(self.email, self.user_id)
+        identity = one_of(email=self.email, user_id=self.user_id)
         data_fields = optional_dict(self.data_fields, "data_fields")
         prefer = optional_bool(self.prefer_user_id, "prefer_user_id")
         merge = optional_bool(self.merge_nested_objects, "merge_nested_objects")
@@ -117,8 +110,9 @@ class IterableBulkUpsertUsersOperator(IterableBulkBaseOperator):
         "createdFields", "filteredOutFields"}`` merged over all batches.
 
     The batching, file and failure parameters (``file_format``, ``field_types``, ``batch_size``,
-    ``max_batch_bytes``, ``fail_on_partial_failure``, ``failed_ids_cap``, ``log_every_batches``)
-    are described on :class:`~airflow_provider_iterable.operators._batching.IterableBulkBaseOperator`.
+    ``max_batch_bytes``, ``fail_on_partial_failure``, ``failed_ids_cap``, ``log_every_batches``,
+    ``max_in_flight``) are described on
+    :class:`~airflow_provider_iterable.operators._batching.IterableBulkBaseOperator`.
     """
 
     template_fields: Sequence[str] = ("users", "users_file", "file_format")
@@ -308,36 +302,32 @@ class IterableUpdateUserSubscriptionsOperator(IterableBaseOperator):
 
     def execute(self, context: Context) -> Any:
         """Send the fields that were set; return Iterable's envelope."""
-        identity: dict[str, Any] = _identity_kwargs(self.email, self.user_id)
-        fields: dict[str, Any] = {
-            "email_list_ids": optional_int_list(self.email_list_ids, "email_list_ids"),
-            "unsubscribed_channel_ids": optional_int_list(
-                self.unsubscribed_channel_ids, "unsubscribed_channel_ids"
-            ),
-            "unsubscribed_message_type_ids": optional_int_list(
-                self.unsubscribed_message_type_ids, "unsubscribed_message_type_ids"
-            ),
-            "subscribed_message_type_ids": optional_int_list(
-                self.subscribed_message_type_ids, "subscribed_message_type_ids"
-            ),
+        identity: dict[str, Any] = one_of(email=self.email, user_id=self.user_id)
+        fields = {
+            name: optional_int_list(getattr(self, name), name)
+            for name in (
+                "email_list_ids",
+                "unsubscribed_channel_ids",
+                "unsubscribed_message_type_ids",
+                "subscribed_message_type_ids",
+            )
         }
-        if all(value is None for value in fields.values()):
+        sent: dict[str, Any] = {name: value for name, value in fields.items() if value is not None}
+        if not sent:
             raise fail(
                 "Nothing to update: set at least one of email_list_ids, unsubscribed_channel_ids, "
                 "unsubscribed_message_type_ids or subscribed_message_type_ids"
             )
-        sent: dict[str, Any] = {name: value for name, value in fields.items() if value is not None}
+        attribution: dict[str, Any] = {
+            "campaign_id": optional_int(self.campaign_id, "campaign_id"),
+            "template_id": optional_int(self.template_id, "template_id"),
+            "validate_channel_alignment": optional_bool(
+                self.validate_channel_alignment, "validate_channel_alignment"
+            ),
+        }
         self.log.info("Replacing these subscription fields in Iterable: %s", ", ".join(sorted(sent)))
         with self._iterable_errors("updating the user's subscriptions"):
-            return self.hook.update_subscriptions(
-                **identity,
-                **sent,
-                campaign_id=optional_int(self.campaign_id, "campaign_id"),
-                template_id=optional_int(self.template_id, "template_id"),
-                validate_channel_alignment=optional_bool(
-                    self.validate_channel_alignment, "validate_channel_alignment"
-                ),
-            )
+            return self.hook.update_subscriptions(**identity, **sent, **attribution)
 
 
 class IterableDeleteUserOperator(IterableBaseOperator):
@@ -365,6 +355,6 @@ class IterableDeleteUserOperator(IterableBaseOperator):
 
     def execute(self, context: Context) -> Any:
         """Delete the user; return Iterable's envelope."""
-        identity = _identity_kwargs(self.email, self.user_id)
+        identity = one_of(email=self.email, user_id=self.user_id)
         with self._iterable_errors("deleting the user"):
             return self.hook.delete_user(**identity)

@@ -692,20 +692,21 @@ def _get_user(project: Project, email: str | None = None, user_id: str | None = 
     return Answer(200, {} if user is None else {"user": project.user_view(user)})
 
 
+def _valid_email(email: str) -> str:
+    if not is_valid_email(email):
+        raise ApiError(400, "InvalidEmailAddressError", f"Invalid email: {email}")
+    return email
+
+
 def _users_get_by_email(project: Project, call: Call) -> Answer:
     email = call.query_value("email")
     if not email:
         raise ApiError(400, "BadParams", "Missing required query parameter: email")
-    if not is_valid_email(email):
-        raise ApiError(400, "InvalidEmailAddressError", f"Invalid email: {email}")
-    return _get_user(project, email=email)
+    return _get_user(project, email=_valid_email(email))
 
 
 def _users_by_email_path(project: Project, call: Call) -> Answer:
-    email = call.params["email"]
-    if not is_valid_email(email):
-        raise ApiError(400, "InvalidEmailAddressError", f"Invalid email: {email}")
-    return _get_user(project, email=email)
+    return _get_user(project, email=_valid_email(call.params["email"]))
 
 
 def _users_by_user_id(project: Project, call: Call) -> Answer:
@@ -724,10 +725,7 @@ def _delete_user(project: Project, email: str | None = None, user_id: str | None
 
 
 def _users_delete_by_email(project: Project, call: Call) -> Answer:
-    email = call.params["email"]
-    if not is_valid_email(email):
-        raise ApiError(400, "InvalidEmailAddressError", f"Invalid email: {email}")
-    return _delete_user(project, email=email)
+    return _delete_user(project, email=_valid_email(call.params["email"]))
 
 
 def _users_delete_by_user_id(project: Project, call: Call) -> Answer:

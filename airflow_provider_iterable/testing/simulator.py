@@ -557,6 +557,12 @@ class IterableSimulator:
         the key check and the rate limit.
 
         :param endpoint: ``"METHOD /api/path-template"``, e.g. ``"POST /api/users/bulkUpdate"``.
+        :param status: the HTTP status to answer; ``None`` processes the request normally.
+        :param body: the answer's body (a dict is sent as JSON); needs ``status``.
+        :param headers: headers added to the answer.
+        :param delay: seconds to wait after reading the request, before answering.
+        :param drop: close the connection without answering.
+        :param times: how many of the next requests to the endpoint get this fault.
         """
         if " " not in endpoint:
             raise ValueError(f"endpoint must look like 'POST /api/users/update', got {endpoint!r}")
@@ -608,20 +614,35 @@ class IterableSimulator:
         self._limiter.enforce = value
 
     def rate_limit(self, endpoint: str) -> float | None:
-        """Return the effective limit of ``endpoint`` in requests per second (None: unlimited)."""
+        """Return the effective limit of ``endpoint`` in requests per second (None: unlimited).
+
+        :param endpoint: ``"METHOD /api/path-template"``.
+        """
         return self._limiter.limit(endpoint)
 
     def set_rate_limit(self, endpoint: str, per_second: float | None) -> None:
-        """Set the limit of one endpoint to exactly ``per_second`` (not scaled); None removes it."""
+        """Set the limit of one endpoint to exactly ``per_second`` (not scaled); None removes it.
+
+        :param endpoint: ``"METHOD /api/path-template"``.
+        :param per_second: requests per second, or ``None`` for no limit.
+        """
         self._limiter.set_limit(endpoint, per_second)
 
     def rate_limited_count(self, endpoint: str | None = None) -> int:
-        """Return how many requests got 429 from a rate limit (scripted faults not counted)."""
+        """Return how many requests got 429 from a rate limit (scripted faults not counted).
+
+        :param endpoint: count only this endpoint's (``"METHOD /api/path-template"``); default all.
+        """
         return self._limiter.limited_count(endpoint)
 
     # -------------------------------------------------------------------------------- state
     def get_user(self, email: str | None = None, user_id: str | None = None) -> dict[str, Any] | None:
-        """Return a user as ``GET /api/users/getByEmail`` would (``{"email", "userId", "dataFields"}``)."""
+        """Return a user as ``GET /api/users/getByEmail`` would (``{"email", "userId", "dataFields"}``).
+
+        :param email: the user's e-mail address; exactly one of ``email`` and ``user_id``.
+        :param user_id: the user's userId.
+        :return: the user, or ``None`` when there is none.
+        """
         if (email is None) == (user_id is None):
             raise ValueError("pass exactly one of email or user_id")
         with self._project.lock:
@@ -635,7 +656,12 @@ class IterableSimulator:
         user_id: str | None = None,
         data_fields: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Create or update a user as ``POST /api/users/update`` would, without a request; return it."""
+        """Create or update a user as ``POST /api/users/update`` would, without a request; return it.
+
+        :param email: the user's e-mail address.
+        :param user_id: the user's userId.
+        :param data_fields: profile fields merged into the user.
+        """
         record: dict[str, Any] = {"dataFields": data_fields or {}}
         if email is not None:
             record["email"] = email
@@ -649,7 +675,11 @@ class IterableSimulator:
         return user
 
     def forget_user(self, *, email: str | None = None, user_id: str | None = None) -> None:
-        """GDPR-forget a user: it is deleted, and later writes for it fail with ``ForgottenUserError``."""
+        """GDPR-forget a user: it is deleted, and later writes for it fail with ``ForgottenUserError``.
+
+        :param email: the user's e-mail address.
+        :param user_id: the user's userId.
+        """
         if email is None and user_id is None:
             raise ValueError("pass email or user_id")
         self._project.forget(email, user_id)
@@ -661,11 +691,18 @@ class IterableSimulator:
             return copy.deepcopy(self._project.lists)
 
     def add_list(self, name: str, description: str | None = None) -> int:
-        """Create a static list as ``POST /api/lists`` would; return its id."""
+        """Create a static list as ``POST /api/lists`` would; return its id.
+
+        :param name: the list's name.
+        :param description: the list's description.
+        """
         return self._project.add_list(name, description)
 
     def list_members(self, list_id: int) -> set[str]:
-        """Return the members of a list: e-mails (userIds for users without an e-mail)."""
+        """Return the members of a list: e-mails (userIds for users without an e-mail).
+
+        :param list_id: the list's id.
+        """
         with self._project.lock:
             if list_id not in self._project.lists:
                 raise KeyError(f"no list with id {list_id}")
@@ -696,7 +733,12 @@ class IterableSimulator:
             return copy.deepcopy(self._project.campaigns)
 
     def add_campaign(self, campaign_id: int, medium: str = "Email", *, name: str | None = None) -> None:
-        """Create a campaign that ``email/target`` (medium ``Email``) or ``sms/target`` (``SMS``) accepts."""
+        """Create a campaign that ``email/target`` (medium ``Email``) or ``sms/target`` (``SMS``) accepts.
+
+        :param campaign_id: the campaign's id.
+        :param medium: ``"Email"``, ``"SMS"`` or ``"Push"``.
+        :param name: the campaign's name (default: derived from the id).
+        """
         self._project.add_campaign(campaign_id, medium, name=name)
 
     def add_workflow(
@@ -709,6 +751,9 @@ class IterableSimulator:
     ) -> None:
         """Create a journey that ``workflows/triggerWorkflow`` accepts (3001 exists from the start).
 
+        :param workflow_id: the journey's id.
+        :param name: the journey's name (default: derived from the id).
+        :param webhook_headers: headers sent with the Call Webhook tile's requests.
         :param webhook_url: give the journey a Call Webhook tile POSTing here: each user the journey
             is triggered for is sent as ``{"email", "userId", "workflowId", "workflowName",
             "dataFields"}`` (``dataFields``: the trigger's), with ``webhook_headers``.
@@ -718,7 +763,10 @@ class IterableSimulator:
         )
 
     def disallow_event_name(self, event_name: str) -> None:
-        """Refuse events of this name, as a project with a restricted event list does."""
+        """Refuse events of this name, as a project with a restricted event list does.
+
+        :param event_name: the event name to refuse.
+        """
         with self._project.lock:
             self._project.disallowed_event_names.add(event_name)
 
@@ -750,6 +798,10 @@ class IterableSimulator:
         when given); ``dataFields`` gets a ``createdAt`` unless it has one. Delivery happens in the
         background with retries; :meth:`wait_for_webhooks` waits for it.
 
+        :param event_name: Iterable's event name, e.g. ``"emailOpen"``.
+        :param email: the user's e-mail address.
+        :param user_id: the user's userId (sent top-level).
+        :param data_fields: the event's ``dataFields``.
         :return: the body queued for delivery.
         """
         if not event_name:
@@ -764,5 +816,8 @@ class IterableSimulator:
         return body
 
     def wait_for_webhooks(self, timeout: float = 10.0) -> bool:
-        """Wait until every webhook fired so far was delivered or given up; False on timeout."""
+        """Wait until every webhook fired so far was delivered or given up; False on timeout.
+
+        :param timeout: most seconds to wait.
+        """
         return self._webhooks.join(timeout)

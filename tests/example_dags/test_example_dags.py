@@ -48,12 +48,15 @@ def test_onboarding_example_runs_end_to_end(
     assert bulk.json == {"users": users, "createNewFields": True}
     list_id = xcom(run, "create_list")
     assert simulator.list_members(list_id) == {u["email"] for u in users}
+    run_day = run.run_after.strftime("%Y-%m-%d")
+    assert simulator.lists[list_id]["name"] == f"Onboarding {run_day}"
     (event,) = simulator.requests_for("POST /api/events/track")
     assert event.json["eventName"] == "onboarded"
     assert event.json["dataFields"] == {"listId": str(list_id), "usersLoaded": "3"}
     (sms,) = simulator.requests_for("POST /api/sms/target")
     assert sms.json["campaignId"] == 2001
     assert sms.json["recipientEmail"] == "ada@example.com"
+    assert sms.json["dataFields"] == {"listName": f"Onboarding {run_day}"}
 
 
 def test_journey_and_subscription_examples_run(

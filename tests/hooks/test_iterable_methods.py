@@ -187,7 +187,9 @@ def test_delete_user_by_user_id(sim: IterableSimulator, make_hook: HookFactory):
     assert sim.get_user(user_id="u/9") is None
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"email": "a@example.com", "user_id": "u-1"}])
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"email": "a@example.com", "user_id": "u-1"}, {"email": "  "}, {"user_id": ""}]
+)
 def test_delete_user_needs_exactly_one_identity(sim: IterableSimulator, make_hook: HookFactory, kwargs):
     with pytest.raises(IterableConfigError, match="exactly one of email or user_id"):
         make_hook().delete_user(**kwargs)
@@ -421,6 +423,12 @@ def test_generic_request_uses_the_endpoint_template(sim: IterableSimulator, make
         "GET /api/messageTypes",
     )
     assert answer["messageTypes"]
+
+
+def test_generic_request_refuses_a_path_outside_the_api(sim: IterableSimulator, make_hook: HookFactory):
+    with pytest.raises(IterableConfigError, match="path starting with /api/"):
+        make_hook().request("GET", "api/lists")
+    assert sim.requests == []
 
 
 def test_test_connection_succeeds(sim: IterableSimulator, make_hook: HookFactory):

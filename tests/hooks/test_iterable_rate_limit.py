@@ -48,7 +48,7 @@ def test_without_pacing_the_same_calls_hit_429(paced_sim: IterableSimulator, mak
     """The control for the test above: the simulator does punish a client that does not pace."""
     hook = make_hook(rate_limits={ENDPOINT: None}, hook_kwargs={"max_attempts": 1})
     refused = 0
-    for _ in range(40):
+    for _ in range(100):
         try:
             hook.get_lists()
         except IterableRateLimitError:
@@ -116,10 +116,10 @@ def test_non_positive_or_null_rate_disables_pacing(make_hook: HookFactory, sim: 
     hook = make_hook(rate_limits={"POST /api/users/bulkUpdate": disabled})
     assert hook.limiter.rate_for("POST /api/users/bulkUpdate") is None
     started = time.monotonic()
-    for _ in range(6):
+    for _ in range(11):
         hook.bulk_update_users([{"email": "a@example.com"}])
-    # Paced at Iterable's documented 5/s these six calls would take a second.
-    assert time.monotonic() - started < 0.8
+    # Paced at Iterable's documented 5/s these eleven calls would take two seconds.
+    assert time.monotonic() - started < 1.5
 
 
 def test_documented_limits_are_the_defaults(sim: IterableSimulator, make_hook: HookFactory):

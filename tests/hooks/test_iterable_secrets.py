@@ -78,8 +78,11 @@ def test_api_key_and_webhook_secrets_never_leak(
 
         sim.add_fault("POST /api/users/update", status=500)
         hook.upsert_user(email="a@example.com")  # retried, logged at WARNING
+        # A server that echoes the key back (in msg or params) still cannot put it in an error.
         sim.add_fault(
-            "POST /api/users/update", status=400, body={"code": "BadParams", "msg": "Invalid", "params": {}}
+            "POST /api/users/update",
+            status=400,
+            body={"code": "BadParams", "msg": f"Invalid {api_key}", "params": {"echo": [api_key]}},
         )
         attempt(lambda: hook.upsert_user(email="a@example.com"))
         sim.add_fault("GET /api/lists", status=429, headers={"Retry-After": "3600"})

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from airflow.sdk import DAG, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_iterable.operators import IterableBulkUpsertUsersOperator
 from tests.operators.conftest import START, states, xcom
@@ -214,7 +215,7 @@ def test_slow_answers_overlap_so_the_rate_limit_is_still_used(simulator: Any) ->
     assert min(gaps) > 0.1
     assert starts[-1] - starts[0] >= 9 * 0.2 * 0.95
     # ... and not held back by the slow answers: one at a time would take at least 10 x 0.6 s.
-    assert elapsed < 4.5
+    assert elapsed < 5.0
     assert simulator.rate_limited_count(BULK) == 0
 
 
@@ -229,3 +230,22 @@ def test_refused_batch_stops_the_load_with_what_was_sent(simulator: Any) -> None
 
     assert type(info.value).__name__ == "AirflowFailException"
     assert len(simulator.requests_for(BULK)) == 2  # nothing after the refused batch
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        ({"batch_size": 0}, "batch_size must be a whole number of at least 1 (Iterable's practice: 1000)"),
+        ({"batch_size": "100"}, "batch_size must be a whole number of at least 1"),
+        ({"max_batch_bytes": 100}, "max_batch_bytes must be a whole number of at least 1024, got 100"),
+        ({"max_in_flight": True}, "max_in_flight must be a whole number of at least 1, got True"),
+    ],
+)
+def test_bad_batching_limits_fail_before_any_request(
+    simulator: Any, limits: dict[str, Any], message: str
+) -> None:
+    op = IterableBulkUpsertUsersOperator(task_id="load", users=[{"email": "a@example.com"}], **limits)
+    with pytest.raises(AirflowFailException) as caught:
+        op.execute({})  # type: ignore[arg-type]
+    assert message in str(caught.value)
+    assert simulator.requests == []

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from airflow.sdk import DAG
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_iterable.operators import (
     IterableAddSubscribersToListOperator,
@@ -108,3 +109,12 @@ def test_non_numeric_list_id_fails_before_any_request(
     assert "list_id must be a whole number such as 42" in text
     assert "'forty-two'" in text
     assert "subscribers[0]: a subscriber must be a JSON object or an e-mail address string" in text
+
+
+def test_create_list_with_an_unreadable_answer_fails_for_good(simulator: Any) -> None:
+    # Iterable accepted the call, so the list most likely exists: a task retry would make a second.
+    simulator.add_fault("POST /api/lists", status=200, body="<html>OK</html>")
+    op = IterableCreateListOperator(task_id="create", name="VIPs")
+    with pytest.raises(AirflowFailException, match="Outcome unknown while creating the list"):
+        op.execute({})  # type: ignore[arg-type]
+    assert len(simulator.requests_for("POST /api/lists")) == 1

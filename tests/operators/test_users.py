@@ -153,3 +153,12 @@ def test_connection_without_api_key_fails_for_good(simulator: Any, monkeypatch: 
     ):
         op.execute({})  # type: ignore[arg-type]
     assert simulator.requests == []
+
+
+def test_unreadable_success_answer_becomes_a_final_failure(simulator: Any) -> None:
+    # A 200 that is not JSON will not turn into JSON on a task retry.
+    simulator.add_fault("POST /api/users/update", status=200, body="<html>OK</html>")
+    op = IterableUpsertUserOperator(task_id="upsert", email="ada@example.com")
+    with pytest.raises(AirflowFailException, match="not JSON"):
+        op.execute({})  # type: ignore[arg-type]
+    assert len(simulator.requests_for("POST /api/users/update")) == 1

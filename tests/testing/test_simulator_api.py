@@ -135,8 +135,11 @@ def test_body_that_is_not_an_object_is_400_bad_params(api: ApiClient) -> None:
 
 def test_integral_float_is_accepted_as_an_integer(api: ApiClient) -> None:
     list_id = api.post("/api/lists", json={"name": "Floats"}).json()["listId"]
-    answer = api.post("/api/lists/subscribe", json={"listId": float(list_id), "subscribers": []})
+    answer = api.post(
+        "/api/lists/subscribe", json={"listId": float(list_id), "subscribers": [{"email": "f@example.com"}]}
+    )
     assert answer.status_code == 200
+    assert answer.json()["successCount"] == 1
 
 
 def test_update_without_email_or_user_id_is_400(api: ApiClient) -> None:
@@ -239,6 +242,9 @@ def test_user_id_owned_by_another_user_is_409(api: ApiClient) -> None:
     api.post("/api/users/update", json={"email": "one@example.com", "userId": "shared"})
     answer = api.post("/api/users/update", json={"email": "two@example.com", "userId": "shared"})
     assert answer.status_code == 409
+    assert api.get("/api/users/byUserId", params={"userId": "shared"}).json()["user"]["email"] == (
+        "one@example.com"
+    )
 
 
 def test_create_new_fields_false_drops_unknown_fields(api: ApiClient, sim: IterableSimulator) -> None:
@@ -462,9 +468,10 @@ def test_track_same_id_updates_instead_of_duplicating(api: ApiClient, sim: Itera
     assert sim.events[0]["createdAt"] == 1700000000
 
 
-def test_track_id_longer_than_512_bytes_is_400(api: ApiClient) -> None:
+def test_track_id_longer_than_512_bytes_is_400(api: ApiClient, sim: IterableSimulator) -> None:
     answer = api.post("/api/events/track", json={"eventName": "x", "email": "e@example.com", "id": "é" * 257})
     assert answer.status_code == 400
+    assert sim.events == []
 
 
 def test_track_event_field_types_are_per_event_name(api: ApiClient) -> None:
@@ -555,14 +562,16 @@ def test_added_campaign_is_accepted(api: ApiClient, sim: IterableSimulator) -> N
     sim.add_campaign(777, "SMS")
     answer = api.post("/api/sms/target", json={"campaignId": 777, "recipientEmail": "m@example.com"})
     assert answer.status_code == 200
+    assert [(s["campaignId"], s["medium"]) for s in sim.sends] == [(777, "SMS")]
 
 
-def test_send_without_recipient_is_400(api: ApiClient) -> None:
+def test_send_without_recipient_is_400(api: ApiClient, sim: IterableSimulator) -> None:
     answer = api.post("/api/email/target", json={"campaignId": 1001})
     assert answer.status_code == 400
+    assert sim.sends == []
 
 
-def test_send_at_must_be_iterable_format(api: ApiClient) -> None:
+def test_send_at_must_be_iterable_format(api: ApiClient, sim: IterableSimulator) -> None:
     bad = api.post(
         "/api/sms/target",
         json={"campaignId": 2001, "recipientEmail": "m@example.com", "sendAt": "2026-01-01T10:00:00Z"},
@@ -573,6 +582,7 @@ def test_send_at_must_be_iterable_format(api: ApiClient) -> None:
     )
     assert bad.status_code == 400
     assert good.status_code == 200
+    assert len(sim.sends) == 1
 
 
 def test_trigger_workflow(api: ApiClient, sim: IterableSimulator) -> None:

@@ -135,14 +135,12 @@ def test_fault_delay_is_a_read_timeout_after_the_request_arrived(
     api: ApiClient, sim: IterableSimulator
 ) -> None:
     sim.add_fault("POST /api/sms/target", delay=1.0, status=200, body={"msg": "", "code": "Success"})
-    started = time.monotonic()
     with pytest.raises(requests.exceptions.ReadTimeout):
         api.session.post(
             sim.url + "/api/sms/target",
             json={"campaignId": 2001, "recipientEmail": "d@example.com"},
             timeout=(2, 0.3),
         )
-    assert time.monotonic() - started < 0.9
     recorded = sim.requests_for("POST /api/sms/target")
     assert len(recorded) == 1
     assert recorded[0].json == {"campaignId": 2001, "recipientEmail": "d@example.com"}
@@ -254,8 +252,9 @@ def test_keep_alive_reuses_one_connection_and_is_fast(sim: IterableSimulator) ->
         elapsed = time.perf_counter() - started
     # The server kept the connection open: the client never had to open a second one.
     assert sim.connections_accepted == 1
-    # 1,000 small calls on one keep-alive session: well under a few seconds on a loaded machine.
-    assert elapsed < 4.0, f"1,000 calls took {elapsed:.2f} s"
+    # 1,000 small calls on one keep-alive session take about a second even on a loaded machine; a
+    # Nagle / delayed-ACK stall (40 ms a call) would take 40 s.
+    assert elapsed < 15.0, f"1,000 calls took {elapsed:.2f} s"
 
 
 def test_one_connection_serves_all_calls(sim: IterableSimulator) -> None:
@@ -357,7 +356,7 @@ def test_stop_is_prompt_with_open_connections_and_frees_the_port() -> None:
     time.sleep(0.2)
     started = time.monotonic()
     sim.stop()
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # not the 30 s the slow request waits
     slow.join(timeout=5)
     assert not slow.is_alive()
     client.session.close()
