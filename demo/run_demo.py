@@ -6,6 +6,9 @@ loopback, and the ``iterable_default`` connection points at it. The script then 
 ``example_dags/example_iterable_onboarding.py`` with ``dag.test()`` and prints what the simulated
 Iterable received.
 
+After it, ``demo/webhooks_demo.py`` shows the webhooks: an SMS whose ``smsSend`` webhook wakes a
+deferred sensor, and an event-driven DAG run by a journey's webhook.
+
 The steps are separate functions (:func:`prepare_airflow_home`, :func:`start_services`,
 :func:`write_demo_data`, :func:`run_onboarding`, :func:`report`) so further scenarios can be
 added beside the onboarding run.
@@ -196,6 +199,12 @@ def main() -> int:
         users_file = write_demo_data(home / "data")
         run = run_onboarding(users_file)
         ok = report(services, run)
+        # Then the webhooks: an SMS whose smsSend wakes a deferred sensor, and an event-driven DAG.
+        from webhooks_demo import run_webhook_scenarios
+
+        with users_file.open(encoding="utf-8") as handle:
+            welcome_email = json.loads(handle.readline())["email"]
+        ok = run_webhook_scenarios(services, home, welcome_email) and ok
     return 0 if ok else 1
 
 

@@ -24,8 +24,7 @@ with DAG(
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
     catchup=False,
     tags=["example", "iterable", "webhooks"],
-    # Templates render to native values, so the campaign id stays a number and matches the
-    # payload's number (a string "2001" would not: match compares JSON values).
+    # Templates render to native values: the campaign id reaches the send as a number.
     render_template_as_native_obj=True,
     params={
         "email": Param("ada@example.com", type="string", description="Who gets the SMS"),

@@ -1,0 +1,1 @@
+"""Message-queue providers for Airflow's common.messaging provider (the optional ``messaging`` extra)."""
