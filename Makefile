@@ -11,6 +11,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]" "apache-airflow==$(AIRFLOW_VERSION)"
+	@# The editable install leaves metadata in the source tree; with the repo on sys.path (tests, demo)
+	@# Airflow would then find the plugin entry point twice.
+	rm -rf *.egg-info
 	touch $@
 
 install: $(VENV)/.installed
