@@ -6,10 +6,16 @@ drawn. Two things follow. The dedupe check and the insert cannot interleave with
 writer's, so 20 identical deliveries at once store one row. And ids become visible in increasing
 order, so a reader that remembers the last id it saw never skips a slower, earlier transaction.
 ``append_many`` puts many events in one such transaction (group commit: one fsync for all).
+
+A batch costs a fixed number of statements whatever its size. On PostgreSQL: the lock, then one
+statement (the same text for every batch, so prepared once) that looks up earlier copies, inserts
+the rest and rings the doorbell. On SQLite: the dedupe lookup, one ``executemany`` insert and
+``last_insert_rowid()``.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -17,14 +23,16 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, func, insert, select, update
+from sqlalchemy import create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from airflow_provider_iterable import config
 from airflow_provider_iterable.queue import _common
 from airflow_provider_iterable.queue._common import translate_errors
 from airflow_provider_iterable.queue.events import NewEvent, QueueUnavailableError, StoredEvent
 from airflow_provider_iterable.queue.schema import (
+    EVENTS_TABLE,
     NOTIFY_CHANNEL,
     PG_WRITE_LOCK_KEY,
     consumers,
@@ -75,7 +83,13 @@ class EventQueue:
         self.dialect: str = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         self.busy_timeout = float(busy_timeout)
         self._clock = clock or _utcnow
-        self._engine = self._create_engine()
+        self._engine = self._create_engine(pre_ping=True)
+        # Appends on PostgreSQL skip the pool's ping (a round trip before every batch): the
+        # advisory lock, their first statement, finds a dead connection as well, and nothing
+        # has been written then, so the batch is retried once on a fresh connection.
+        self._append_engine = (
+            self._create_engine(pre_ping=False, pool_size=2) if self.dialect == "postgresql" else self._engine
+        )
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         _common.notice_backend(self.url)
@@ -85,7 +99,7 @@ class EventQueue:
 
     # -- engine and transactions -------------------------------------------------------------
 
-    def _create_engine(self) -> Engine:
+    def _create_engine(self, *, pre_ping: bool, pool_size: int = 5) -> Engine:
         if self.dialect == "sqlite":
             engine = create_engine(
                 self.url,
@@ -110,8 +124,8 @@ class EventQueue:
                 "options": f"-c lock_timeout={lock_ms}",
                 "application_name": "airflow-provider-iterable",
             },
-            pool_pre_ping=True,
-            pool_size=5,
+            pool_pre_ping=pre_ping,
+            pool_size=pool_size,
             max_overflow=20,
             pool_timeout=self.busy_timeout * 2,
         )
@@ -127,7 +141,9 @@ class EventQueue:
             self._schema_ready = True
 
     @contextmanager
-    def _connection(self, action: str, *, write: bool, order_ids: bool = True) -> Iterator[Connection]:
+    def _connection(
+        self, action: str, *, write: bool, order_ids: bool = True, appending: bool = False
+    ) -> Iterator[Connection]:
         """Yield a connection inside a transaction that commits when the block ends.
 
         A write transaction holds the writers' lock (SQLite ``BEGIN IMMEDIATE``; on PostgreSQL
@@ -136,24 +152,46 @@ class EventQueue:
         connection (a SQLite connection that once found its file read-only, or a PostgreSQL one
         whose server went away, stays broken: the next call must open a fresh one) and raises
         :class:`QueueUnavailableError`.
+
+        ``appending`` (PostgreSQL): use the pool without pre-ping; a pooled connection found dead
+        by the lock statement is replaced once, as the ping would have done.
         """
-        with translate_errors(action, self.url), self._engine.connect() as conn:
-            try:
-                if write and self.dialect == "sqlite":
-                    conn.execution_options(iterable_begin="IMMEDIATE")
-                with conn.begin():
-                    if write and order_ids and self.dialect == "postgresql":
-                        conn.execute(select(func.pg_advisory_xact_lock(PG_WRITE_LOCK_KEY)))
-                    yield conn
-            except _common.STORAGE_ERRORS:
-                _common.discard(conn)
-                raise
+        engine = self._append_engine if appending else self._engine
+        lock = write and order_ids and self.dialect == "postgresql"
+        with translate_errors(action, self.url):
+            for attempt in (1, 2):
+                conn = engine.connect()
+                try:
+                    if write and self.dialect == "sqlite":
+                        conn.execution_options(iterable_begin="IMMEDIATE")
+                    transaction = conn.begin()
+                    if lock:
+                        conn.exec_driver_sql(_PG_LOCK, {"key": PG_WRITE_LOCK_KEY})
+                    break
+                except DBAPIError as exc:
+                    _common.discard(conn)
+                    conn.close()
+                    if attempt == 1 and appending and exc.connection_invalidated:
+                        log.debug("replacing a dead pooled queue connection: %s", exc.orig)
+                        continue
+                    raise
+                except BaseException:
+                    _common.discard(conn)
+                    conn.close()
+                    raise
+            with conn:
+                try:
+                    with transaction:
+                        yield conn
+                except _common.STORAGE_ERRORS:
+                    _common.discard(conn)
+                    raise
 
     @contextmanager
-    def _write(self, action: str, *, order_ids: bool = True) -> Iterator[Connection]:
+    def _write(self, action: str, *, order_ids: bool = True, appending: bool = False) -> Iterator[Connection]:
         """Yield a connection in a write transaction holding the writers' lock; commit on exit."""
         self._ensure_schema()
-        with self._connection(action, write=True, order_ids=order_ids) as conn:
+        with self._connection(action, write=True, order_ids=order_ids, appending=appending) as conn:
             yield conn
 
     @contextmanager
@@ -216,58 +254,37 @@ class EventQueue:
         if not batch:
             return []
         window = self._window(dedupe_window_seconds)
-        # Encoded before the lock is taken: the lock is held only for the database work.
-        encoded = [(encode_json(item.payload, "payload"), encode_json(item.query, "query")) for item in batch]
-        with self._write("append") as conn:
+        # Within the batch, only the first copy of a dedupe_key is written (when deduplicating);
+        # the later copies are answered with its id. Decided before the lock is taken, and the
+        # JSON encoded too: the lock is held only for the database work.
+        first_in_batch: dict[str, int] = {}
+        positions: list[int] = []
+        for index, item in enumerate(batch):
+            if window > 0 and item.dedupe_key in first_in_batch:
+                continue
+            first_in_batch.setdefault(item.dedupe_key, index)
+            positions.append(index)
+        candidates = [batch[index] for index in positions]
+        encoded = [
+            (str(encode_json(item.payload, "payload")), str(encode_json(item.query, "query")))
+            for item in candidates
+        ]
+        with self._write("append", appending=True) as conn:
             # Read inside the lock, so received_at follows id order on one host.
             now = self._now()
-            earlier: dict[str, int] = {}
-            if window > 0:
-                cutoff = now - timedelta(seconds=window)
-                keys = sorted({item.dedupe_key for item in batch})
-                for start in range(0, len(keys), _IN_CHUNK):
-                    rows = conn.execute(
-                        select(events.c.dedupe_key, func.max(events.c.id))
-                        .where(
-                            events.c.dedupe_key.in_(keys[start : start + _IN_CHUNK]),
-                            events.c.received_at >= cutoff,
-                        )
-                        .group_by(events.c.dedupe_key)
-                    )
-                    earlier.update({key: int(found) for key, found in rows})
-            results: list[tuple[int, bool] | None] = [None] * len(batch)
-            first_in_batch: dict[str, int] = {}
-            rows_to_insert: list[dict[str, Any]] = []
-            positions: list[int] = []
-            for index, item in enumerate(batch):
-                if item.dedupe_key in earlier:
-                    results[index] = (earlier[item.dedupe_key], False)
-                elif window > 0 and item.dedupe_key in first_in_batch:
-                    continue  # filled in below, once the first copy has its id
-                else:
-                    first_in_batch[item.dedupe_key] = index
-                    positions.append(index)
-                    rows_to_insert.append(_row(item, *encoded[index], now))
-            if rows_to_insert:
-                new_ids = (
-                    conn.execute(
-                        insert(events).returning(events.c.id, sort_by_parameter_order=True),
-                        rows_to_insert,
-                    )
-                    .scalars()
-                    .all()
-                )
-                for index, new_id in zip(positions, new_ids, strict=True):
-                    results[index] = (int(new_id), True)
-                if self.dialect == "postgresql":
-                    # Delivered at commit, only if the commit succeeds: a doorbell for LISTENers.
-                    conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, str(max(new_ids)))))
-            for index, item in enumerate(batch):
-                if results[index] is None:
-                    first = results[first_in_batch[item.dedupe_key]]
-                    assert first is not None
-                    results[index] = (first[0], False)
-        return [result for result in results if result is not None]
+            cutoff = now - timedelta(seconds=window) if window > 0 else None
+            if self.dialect == "postgresql":
+                outcome = _append_postgresql(conn, candidates, encoded, now, cutoff)
+            else:
+                outcome = _append_sqlite(conn, candidates, encoded, now, cutoff)
+        results: list[tuple[int, bool]] = []
+        by_position = dict(zip(positions, outcome, strict=True))
+        for index, item in enumerate(batch):
+            found = by_position.get(index)
+            if found is None:  # a later copy within the batch
+                found = (by_position[first_in_batch[item.dedupe_key]][0], False)
+            results.append(found)
+        return results
 
     def set_cursor(self, name: str, event_id: int) -> None:
         """Move consumer ``name``'s durable cursor forward to ``event_id`` (never backwards).
@@ -422,6 +439,7 @@ class EventQueue:
     def close(self) -> None:
         """Close every pooled connection. The queue reconnects if used again."""
         self._engine.dispose()
+        self._append_engine.dispose()
 
     def __enter__(self) -> EventQueue:
         return self
@@ -430,20 +448,180 @@ class EventQueue:
         self.close()
 
 
-def _row(item: NewEvent, payload: str, query: str, now: datetime) -> dict[str, Any]:
-    return {
+# The columns an append writes, in the order of the statements below.
+_EVENT_COLUMNS = (
+    "conn_id",
+    "kind",
+    "event_name",
+    "workflow_id",
+    "campaign_id",
+    "email",
+    "user_id",
+    "dedupe_key",
+    "payload",
+    "query",
+)
+_PG_ARRAY_TYPES = ("text", "text", "text", "bigint", "bigint", "text", "text", "text", "text", "text")
+_PG_ARRAYS = ", ".join(f"%({c})b::{t}[]" for c, t in zip(_EVENT_COLUMNS, _PG_ARRAY_TYPES, strict=True))
+
+# One statement for the whole batch on PostgreSQL, its text the same for every batch size (one
+# array per column), so the driver converts it once and the server prepares and plans it once:
+# the earlier copies within the dedupe window are looked up, the others inserted in the batch's
+# order (identity values are drawn in the ORDER BY's order, so sorted ids follow that order) and
+# the doorbell is rung, all in one round trip. It runs after the advisory lock is granted, as a
+# statement of its own: in READ COMMITTED a statement's snapshot is taken when it starts, so it
+# sees every event committed by the writers that held the lock before.
+_PG_APPEND = f"""
+WITH batch AS (
+    SELECT * FROM unnest({_PG_ARRAYS})
+        WITH ORDINALITY AS b({", ".join(_EVENT_COLUMNS)}, ord)
+), earlier AS (
+    SELECT k.dedupe_key, found.id FROM unnest(%(window_keys)b::text[]) AS k(dedupe_key)
+    CROSS JOIN LATERAL (
+        SELECT max(e.id) AS id FROM {EVENTS_TABLE} AS e
+        WHERE e.dedupe_key = k.dedupe_key AND e.received_at >= %(cutoff)b
+    ) AS found
+    WHERE found.id IS NOT NULL
+), stored AS (
+    INSERT INTO {EVENTS_TABLE} (received_at, {", ".join(_EVENT_COLUMNS)})
+    SELECT %(received_at)b, {", ".join(f"batch.{c}" for c in _EVENT_COLUMNS)} FROM batch
+    WHERE NOT EXISTS (SELECT 1 FROM earlier WHERE earlier.dedupe_key = batch.dedupe_key)
+    ORDER BY batch.ord
+    RETURNING id
+), doorbell AS (
+    SELECT pg_notify(%(channel)b, max(id)::text) FROM stored HAVING count(*) > 0
+)
+SELECT NULL AS dedupe_key, id FROM stored
+UNION ALL SELECT dedupe_key, id FROM earlier
+UNION ALL SELECT NULL, NULL FROM doorbell
+"""
+
+
+def _append_postgresql(
+    conn: Connection,
+    candidates: list[NewEvent],
+    encoded: list[tuple[str, str]],
+    now: datetime,
+    cutoff: datetime | None,
+) -> list[tuple[int, bool]]:
+    """Store ``candidates`` (dedupe keys unique when deduplicating) on PostgreSQL; see :data:`_PG_APPEND`.
+
+    :return: ``(id, stored)`` per candidate, in order.
+    """
+    params: dict[str, Any] = {
+        "conn_id": [item.conn_id for item in candidates],
+        "kind": [item.kind for item in candidates],
+        "event_name": [item.event_name for item in candidates],
+        "workflow_id": [item.workflow_id for item in candidates],
+        "campaign_id": [item.campaign_id for item in candidates],
+        "email": [item.email for item in candidates],
+        "user_id": [item.user_id for item in candidates],
+        "dedupe_key": [item.dedupe_key for item in candidates],
+        "payload": [payload for payload, _ in encoded],
+        "query": [query for _, query in encoded],
+        # No window: nothing counts as an earlier copy.
+        "window_keys": [] if cutoff is None else [item.dedupe_key for item in candidates],
+        "cutoff": cutoff or now,
         "received_at": now,
-        "conn_id": item.conn_id,
-        "kind": item.kind,
-        "event_name": item.event_name,
-        "workflow_id": item.workflow_id,
-        "campaign_id": item.campaign_id,
-        "email": item.email,
-        "user_id": item.user_id,
-        "dedupe_key": item.dedupe_key,
-        "payload": payload,
-        "query": query,
+        "channel": NOTIFY_CHANNEL,
     }
+    new_ids: list[int] = []
+    earlier: dict[str, int] = {}
+    for key, found in conn.exec_driver_sql(_PG_APPEND, params):
+        if key is not None:
+            earlier[key] = int(found)
+        elif found is not None:
+            new_ids.append(int(found))
+    new_ids.sort()
+    fresh = iter(new_ids)
+    results = [
+        (earlier[item.dedupe_key], False) if item.dedupe_key in earlier else (next(fresh), True)
+        for item in candidates
+    ]
+    if next(fresh, None) is not None:  # pragma: no cover - would be a broken invariant, not a state
+        raise RuntimeError("the queue stored more rows than the batch held")
+    return results
+
+
+_PG_LOCK = "SELECT pg_advisory_xact_lock(%(key)s)"
+
+_SQLITE_INSERT = (
+    f"INSERT INTO {EVENTS_TABLE} (received_at, {', '.join(_EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * (len(_EVENT_COLUMNS) + 1))})"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_earlier(count: int) -> str:
+    """Return the SELECT of the newest id per dedupe key among ``count`` keys, since a time."""
+    return (
+        f"SELECT dedupe_key, max(id) FROM {EVENTS_TABLE} "
+        f"WHERE dedupe_key IN ({', '.join('?' * count)}) AND received_at >= ? GROUP BY dedupe_key"
+    )
+
+
+def _append_sqlite(
+    conn: Connection,
+    candidates: list[NewEvent],
+    encoded: list[tuple[str, str]],
+    now: datetime,
+    cutoff: datetime | None,
+) -> list[tuple[int, bool]]:
+    """Store ``candidates`` (dedupe keys unique when deduplicating) on SQLite.
+
+    The rows go in with one ``executemany``. The transaction holds SQLite's write lock
+    (``BEGIN IMMEDIATE``) and the table is ``AUTOINCREMENT``, so each row gets the next id after
+    the largest ever used: the ids of one batch are consecutive and end at
+    ``last_insert_rowid()``.
+
+    :return: ``(id, stored)`` per candidate, in order.
+    """
+    # Timestamps bound as the column type writes them (the same text as every other write).
+    to_text = events.c.received_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    assert to_text is not None
+    earlier: dict[str, int] = {}
+    if cutoff is not None:
+        keys = [item.dedupe_key for item in candidates]
+        since = to_text(cutoff)
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[start : start + _IN_CHUNK]
+            rows = conn.exec_driver_sql(_sqlite_earlier(len(chunk)), (*chunk, since))
+            earlier.update({key: int(found) for key, found in rows})
+    to_store = [index for index, item in enumerate(candidates) if item.dedupe_key not in earlier]
+    if to_store:
+        stamp = to_text(now)
+        rows_in = []
+        for index in to_store:
+            item = candidates[index]
+            payload, query = encoded[index]
+            rows_in.append(
+                (
+                    stamp,
+                    item.conn_id,
+                    item.kind,
+                    item.event_name,
+                    item.workflow_id,
+                    item.campaign_id,
+                    item.email,
+                    item.user_id,
+                    item.dedupe_key,
+                    payload,
+                    query,
+                )
+            )
+        result = conn.exec_driver_sql(_SQLITE_INSERT, rows_in)
+        if result.rowcount != len(rows_in):  # pragma: no cover - sqlite3 reports every row
+            raise RuntimeError(f"SQLite stored {result.rowcount} of {len(rows_in)} rows")
+        last = int(conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one())
+    results: list[tuple[int, bool]] = []
+    next_id = last - len(to_store) + 1 if to_store else 0
+    for item in candidates:
+        if item.dedupe_key in earlier:
+            results.append((earlier[item.dedupe_key], False))
+        else:
+            results.append((next_id, True))
+            next_id += 1
+    return results
 
 
 __all__ = ["EventQueue", "QueueUnavailableError"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from airflow_provider_iterable.queue import EventQueue, NewEvent, QueueUnavailableError
@@ -54,6 +55,33 @@ def append_range(url: str, start: int, count: int, batch: int, barrier: Any, res
                     stored = [queue.append(events[0], dedupe_window_seconds=3600)]
                 else:
                     stored = queue.append_many(events, dedupe_window_seconds=3600)
+                break
+            except QueueUnavailableError:
+                continue
+        acked += [(e.dedupe_key, event_id, new) for e, (event_id, new) in zip(events, stored, strict=True)]
+    results.put(acked)
+    queue.close()
+
+
+def append_overlapping(url: str, seed: int, keys: int, batch: int, barrier: Any, results: Any) -> None:
+    """Append every one of ``keys`` events, shuffled by ``seed``, in batches holding repeats.
+
+    Each batch also carries a second copy of its first event, so a key repeats within a batch
+    as well as across the sibling processes. Reports ``(dedupe_key, id, stored)`` per event.
+    """
+    order = list(range(keys))
+    random.Random(seed).shuffle(order)
+    queue = EventQueue(url, busy_timeout=10)
+    queue.head_id()
+    barrier.wait(timeout=30)
+    acked: list[tuple[str, int, bool]] = []
+    for first in range(0, keys, batch):
+        numbers = order[first : first + batch]
+        numbers.append(numbers[0])
+        events = [_event(f"event-{n:06d}", n) for n in numbers]
+        while True:
+            try:
+                stored = queue.append_many(events, dedupe_window_seconds=3600)
                 break
             except QueueUnavailableError:
                 continue

@@ -136,3 +136,38 @@ def test_four_writer_processes_and_two_async_readers_lose_and_double_nothing(que
 @pytest.mark.slow
 def test_five_thousand_events_from_four_processes_with_two_readers(queue_url: str) -> None:
     _writers_and_readers(queue_url, total=5_000, batch=1)
+
+
+def test_four_processes_appending_overlapping_batches_store_each_key_once(queue_url: str) -> None:
+    """Batches from four processes share their dedupe keys (and repeat one inside each batch).
+
+    Every key is stored once; every process is told the same id for it, and that row holds the
+    event of that key; exactly one acknowledgement per key says "stored".
+    """
+    ctx = _context()
+    writers, keys = 4, 240
+    barrier = ctx.Barrier(writers)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=_workers.append_overlapping, args=(queue_url, seed, keys, 7, barrier, results))
+        for seed in range(writers)
+    ]
+    EventQueue(queue_url).head_id()
+    for proc in procs:
+        proc.start()
+    acked = [item for _ in procs for item in results.get(timeout=120)]
+    for proc in procs:
+        proc.join(timeout=60)
+        assert proc.exitcode == 0
+    queue = EventQueue(queue_url)
+    rows = queue.fetch(limit=10_000)
+    queue.close()
+    assert len(rows) == keys
+    key_of_row = {e.id: f"event-{e.payload['dataFields']['n']:06d}" for e in rows}
+    ids_by_key: dict[str, set[int]] = {}
+    for key, event_id, _ in acked:
+        ids_by_key.setdefault(key, set()).add(event_id)
+    assert all(len(ids) == 1 for ids in ids_by_key.values())
+    assert {key: ids.pop() for key, ids in ids_by_key.items()} == {key: i for i, key in key_of_row.items()}
+    stored_acks = [key for key, _, new in acked if new]
+    assert sorted(stored_acks) == sorted(key_of_row.values())

@@ -426,3 +426,51 @@ def test_sqlite_notice_is_logged_once_per_queue(tmp_path: Path, caplog: pytest.L
         notice_backend("postgresql+psycopg://u@h/db")
     messages = [r.getMessage() for r in caplog.records if "one host" in r.getMessage()]
     assert len(messages) == 1 and "noticed.db" in messages[0]
+
+
+def test_append_many_without_window_stores_every_copy_in_order(queue: EventQueue) -> None:
+    batch = [make_event(dedupe_key="same") for _ in range(3)] + [make_event(dedupe_key="other")]
+    results = queue.append_many(batch, dedupe_window_seconds=0)
+    assert all(new for _, new in results)
+    ids = [event_id for event_id, _ in results]
+    assert ids == sorted(ids) and len(set(ids)) == 4
+    rows = queue.fetch()
+    assert [e.id for e in rows] == ids
+    assert [e.payload for e in rows] == [e.payload for e in batch]
+
+
+def test_append_many_ids_match_the_rows_across_batches(queue: EventQueue) -> None:
+    """Every id returned names the row holding that event, batch after batch (no off-by-one)."""
+    expected: dict[int, object] = {}
+    for size in (1, 5, 2, 64, 3):
+        batch = [make_event(workflow_id=size * 1000 + i) for i in range(size)]
+        results = queue.append_many(batch, dedupe_window_seconds=60)
+        assert all(new for _, new in results)
+        expected.update(
+            {event_id: event.payload for (event_id, _), event in zip(results, batch, strict=True)}
+        )
+    rows = queue.fetch(limit=10_000)
+    assert {e.id: e.payload for e in rows} == expected
+    assert [e.id for e in rows] == sorted(expected)
+
+
+def test_append_many_keeps_optional_columns_and_large_numbers(queue: EventQueue) -> None:
+    batch = [
+        make_event(event_name=None, campaign_id=None, email=None, user_id=None, workflow_id=None),
+        make_event(workflow_id=2**62, campaign_id=-(2**62), user_id="u-1", email="a@example.com"),
+    ]
+    queue.append_many(batch, dedupe_window_seconds=60)
+    first, second = queue.fetch()
+    assert (first.event_name, first.campaign_id, first.email, first.user_id, first.workflow_id) == (
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
+    assert (second.workflow_id, second.campaign_id, second.user_id, second.email) == (
+        2**62,
+        -(2**62),
+        "u-1",
+        "a@example.com",
+    )
