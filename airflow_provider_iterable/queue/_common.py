@@ -10,6 +10,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,8 +98,7 @@ def sqlite_on_connect(dbapi_connection: Any, busy_timeout: float) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        journal_mode = str(cursor.fetchone()[0]).lower()
+        journal_mode = _set_wal(cursor, busy_timeout)
         cursor.execute("PRAGMA synchronous = FULL")
         cursor.execute("PRAGMA synchronous")
         synchronous = int(cursor.fetchone()[0])
@@ -109,6 +109,24 @@ def sqlite_on_connect(dbapi_connection: Any, busy_timeout: float) -> None:
             "the SQLite event queue must run with journal_mode=wal and synchronous=FULL (2), "
             f"got journal_mode={journal_mode} synchronous={synchronous}"
         )
+
+
+def _set_wal(cursor: Any, busy_timeout: float) -> str:
+    """Switch the file to WAL and return the journal mode SQLite reports.
+
+    While several processes open a new queue file at once, the switch (which needs a moment of
+    exclusive access) can answer "database is locked" without waiting for the busy timeout:
+    retry it for as long as that timeout allows.
+    """
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return str(cursor.fetchone()[0]).lower()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
 
 
 def sqlite_on_begin(conn: Connection) -> None:
