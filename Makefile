@@ -35,9 +35,11 @@ test: lint
 test-fast: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-## Every benchmark in bench/ (short mode); writes bench/RESULTS.md.
+## Every benchmark in bench/ (short mode); writes bench/RESULTS.md. P2 needs a PostgreSQL server:
+## override BENCH_POSTGRES_URL (set it empty to skip P2).
+BENCH_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 bench: install
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) bench/run_all.py
+	ITERABLE_TEST_POSTGRES_URL="$(BENCH_POSTGRES_URL)" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) bench/run_all.py
 
 clean:
 	rm -rf $(VENV) .airflow-demo build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
