@@ -271,6 +271,14 @@ class AsyncEventReader:
 
         The same filters as :meth:`EventQueue.fetch`, applied in SQL on indexed columns.
 
+        :param after_id: Only events with a larger id.
+        :param received_since: Only events received at or after this (timezone-aware) time.
+        :param conn_id: Only events that came through this connection.
+        :param kind: Only ``"system"`` or only ``"journey"`` events.
+        :param event_name: Only events with this ``eventName``.
+        :param workflow_id: Only events of this journey (``workflow_id`` column).
+        :param limit: At most this many events (1 to 10,000).
+
         :raises QueueUnavailableError: when the store cannot be read right now.
         """
         query = _common.FetchFilter(
@@ -292,14 +300,21 @@ class AsyncEventReader:
             return int((await conn.execute(_common.head_query())).scalar() or 0)
 
     async def get_cursor(self, name: str) -> int | None:
-        """Return consumer ``name``'s cursor, ``None`` if it has none yet."""
+        """Return consumer ``name``'s cursor, ``None`` if it has none yet.
+
+        :param name: The consumer's name.
+        """
         _common.check_cursor_args(name)
         async with self._use("get cursor") as conn:
             found = (await conn.execute(_common.cursor_query(name))).scalar()
         return None if found is None else int(found)
 
     async def set_cursor(self, name: str, event_id: int) -> None:
-        """Move consumer ``name``'s durable cursor forward to ``event_id`` (never backwards)."""
+        """Move consumer ``name``'s durable cursor forward to ``event_id`` (never backwards).
+
+        :param name: The consumer's name.
+        :param event_id: The last event id the consumer has processed.
+        """
         _common.check_cursor_args(name, event_id)
         async with self._use("set cursor", write=True) as conn:
             await conn.execute(

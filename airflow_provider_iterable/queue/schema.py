@@ -89,6 +89,9 @@ def encode_json(value: Any, name: str) -> EncodedJSON:
 
     ASCII-only output: ``\\u`` escapes keep NUL characters and lone surrogates (both valid
     in a JSON document) storable on every backend, and the text identical on both.
+
+    :param value: The JSON value.
+    :param name: What the value is (``payload``, ``query``), for the error message.
     """
     try:
         return EncodedJSON(json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False))
@@ -195,7 +198,10 @@ def normalize_url(url: str) -> str:
 
 
 def async_url(url: str) -> str:
-    """Return the asyncio-driver form of a normalised URL (``sqlite+aiosqlite``, ``psycopg``)."""
+    """Return the asyncio-driver form of a normalised URL (``sqlite+aiosqlite``, ``psycopg``).
+
+    :param url: A normalised SQLAlchemy URL.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         parsed = parsed.set(drivername="sqlite+aiosqlite")
@@ -203,12 +209,18 @@ def async_url(url: str) -> str:
 
 
 def safe_url(url: str) -> str:
-    """Return ``url`` with any password masked, for logs and error messages."""
+    """Return ``url`` with any password masked, for logs and error messages.
+
+    :param url: A SQLAlchemy URL.
+    """
     return make_url(url).render_as_string(hide_password=True)
 
 
 def sqlite_path(url: str) -> str | None:
-    """Return the file of a SQLite URL, ``None`` for other backends."""
+    """Return the file of a SQLite URL, ``None`` for other backends.
+
+    :param url: A SQLAlchemy URL.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return None

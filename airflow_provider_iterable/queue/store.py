@@ -415,7 +415,10 @@ class EventQueue:
             return [_common.row_to_event(row) for row in conn.execute(query)]
 
     def get_cursor(self, name: str) -> int | None:
-        """Return consumer ``name``'s cursor (the last event id it processed), ``None`` if unknown."""
+        """Return consumer ``name``'s cursor (the last event id it processed), ``None`` if unknown.
+
+        :param name: The consumer's name.
+        """
         _common.check_cursor_args(name)
         with self._read("get cursor") as conn:
             found = conn.execute(_common.cursor_query(name)).scalar()

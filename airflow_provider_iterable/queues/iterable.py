@@ -44,7 +44,10 @@ class IterableMessageQueueProvider(BaseMessageQueueProvider):  # type: ignore[mi
     scheme = "iterable"
 
     def scheme_matches(self, scheme: str) -> bool:
-        """Return whether ``scheme`` names this queue (``iterable``)."""
+        """Return whether ``scheme`` names this queue (``iterable``).
+
+        :param scheme: The ``scheme`` given to ``MessageQueueTrigger``.
+        """
         return scheme == self.scheme
 
     def trigger_class(self) -> type[BaseEventTrigger]:

@@ -176,7 +176,10 @@ class IterableWebhookSensor(BaseSensorOperator):
         )
 
     def build_trigger(self, context: Context) -> IterableWebhookTrigger:
-        """Return the trigger this sensor defers to, with its window fixed in its arguments."""
+        """Return the trigger this sensor defers to, with its window fixed in its arguments.
+
+        :param context: The task's context (the DAG run's start opens the window).
+        """
         if self.kind is not None and self.kind not in KINDS:
             raise AirflowFailException(f"kind must be one of {KINDS} or None, got {self.kind!r}")
         try:
@@ -234,16 +237,28 @@ class IterableWebhookSensor(BaseSensorOperator):
         return event
 
     def poke(self, context: Context) -> PokeReturnValue:
-        """Check the queue once for a matching event in the window."""
+        """Check the queue once for a matching event in the window; an unreadable queue is "not yet".
+
+        :param context: The task's context (the DAG run's start opens the window).
+        """
         trigger = self.build_trigger(context)
         self.log.info("Checking the event queue for an Iterable webhook received since %s.", trigger.since)
-        event = self._check_once(trigger)
+        try:
+            event = self._check_once(trigger)
+        except QueueUnavailableError as exc:
+            # A queue restarting or locked fails this check, not the task: the next poke (or
+            # reschedule) reads again, as the trigger does when it waits deferred.
+            self.log.warning("Could not read the event queue (%s); checking again at the next poke.", exc)
+            return PokeReturnValue(is_done=False)
         if event is None:
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value=self._result(event))
 
     def execute(self, context: Context) -> Any:
-        """Check once; if nothing matched yet, defer to the trigger (or poke when not deferrable)."""
+        """Check once; if nothing matched yet, defer to the trigger (or poke when not deferrable).
+
+        :param context: The task's context (the DAG run's start opens the window).
+        """
         if not self.deferrable:
             return super().execute(context)
         trigger = self.build_trigger(context)
@@ -261,7 +276,11 @@ class IterableWebhookSensor(BaseSensorOperator):
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        """Resume after the trigger fired: return the matched event, or fail on an error event."""
+        """Resume after the trigger fired: return the matched event, or fail on an error event.
+
+        :param context: The task's context.
+        :param event: The trigger event's payload.
+        """
         if not event or event.get("status") != "success" or not isinstance(event.get("event"), dict):
             message = (event or {}).get("message", "no event")
             raise AirflowException(f"The Iterable webhook trigger ended without an event: {message}")

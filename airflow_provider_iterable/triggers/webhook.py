@@ -67,6 +67,9 @@ def lookup_path(payload: Any, path: str) -> Any:
     """Return the value at a dotted ``path`` in ``payload``, or ``_MISSING`` when there is none.
 
     A segment that is a non-negative integer indexes a list (``items.0.sku``).
+
+    :param payload: The JSON value to walk.
+    :param path: Dot-separated keys (and list indexes).
     """
     current = payload
     for part in path.split("."):
@@ -89,6 +92,9 @@ def values_match(actual: Any, expected: Any) -> bool:
     only strings, so ``"42"`` matches ``42`` and ``"true"`` matches ``True``. The same holds the
     other way round, because a sensor's templated ``match`` values render as strings: an
     expected ``"42"`` matches a payload's ``42``.
+
+    :param actual: The value found in the payload.
+    :param expected: The value a filter asks for.
     """
     if isinstance(expected, str) and isinstance(actual, bool | int | float):
         return values_match(expected, actual)
@@ -120,6 +126,8 @@ def values_match(actual: Any, expected: Any) -> bool:
 def parse_since(since: str | None, *, name: str = "since") -> datetime | None:
     """Parse an ISO-8601 timestamp; one without an offset is taken as UTC.
 
+    :param since: The timestamp, or ``None`` (returned as ``None``).
+    :param name: The parameter's name, for the error message.
     :raises ValueError: naming ``name`` when the text is not an ISO-8601 timestamp.
     """
     if since is None:
@@ -165,7 +173,10 @@ class WebhookFilter:
         }
 
     def matches(self, event: StoredEvent) -> bool:
-        """Return whether ``event`` passes every filter (the SQL ones included, for raw streams)."""
+        """Return whether ``event`` passes every filter (the SQL ones included, for raw streams).
+
+        :param event: A stored event.
+        """
         if self.conn_id is not None and event.conn_id != self.conn_id:
             return False
         if self.kind is not None and event.kind != self.kind:
@@ -185,11 +196,41 @@ class WebhookFilter:
         return True
 
 
+def _take_matches(
+    page: list[StoredEvent],
+    flt: WebhookFilter,
+    found: list[StoredEvent],
+    cursor: int,
+    *,
+    first_only: bool,
+    head: int,
+) -> tuple[int, bool]:
+    """Append the events of one page that pass ``flt`` to ``found``: the step both scans share.
+
+    :return: The scan position after this page, and whether the scan is over.
+    """
+    for event in page:
+        cursor = event.id
+        if flt.matches(event):
+            found.append(event)
+            if first_only:
+                return cursor, True
+    if len(page) < PAGE_SIZE:
+        # Ids become visible in increasing order, so the last, short page covered every event up
+        # to the head read before it.
+        return max(cursor, head), True
+    return cursor, False
+
+
 async def scan_async(
     reader: AsyncEventReader, flt: WebhookFilter, *, after_id: int = 0, first_only: bool = False
 ) -> tuple[list[StoredEvent], int]:
     """Scan the queue once for events after ``after_id`` that pass ``flt``.
 
+    :param reader: The queue to read.
+    :param flt: The filters the events must pass.
+    :param after_id: Only events with a larger id.
+    :param first_only: Stop at the first match.
     :return: The matching events in id order (only the first with ``first_only``) and the id up
         to which the queue has been scanned, to pass as ``after_id`` next time.
     """
@@ -200,22 +241,21 @@ async def scan_async(
     cursor = after_id
     while True:
         page = await reader.fetch(after_id=cursor, limit=PAGE_SIZE, **flt.fetch_filters())
-        for event in page:
-            cursor = event.id
-            if flt.matches(event):
-                found.append(event)
-                if first_only:
-                    return found, event.id
-        if len(page) < PAGE_SIZE:
-            # Ids become visible in increasing order, so the last, short page covered every
-            # event up to the head read before it.
-            return found, max(cursor, head)
+        cursor, done = _take_matches(page, flt, found, cursor, first_only=first_only, head=head)
+        if done:
+            return found, cursor
 
 
 def scan_sync(
     queue: EventQueue, flt: WebhookFilter, *, after_id: int = 0, first_only: bool = False
 ) -> tuple[list[StoredEvent], int]:
-    """Do what :func:`scan_async` does through the synchronous :class:`EventQueue` (poke mode)."""
+    """Do what :func:`scan_async` does through the synchronous :class:`EventQueue` (poke mode).
+
+    :param queue: The queue to read.
+    :param flt: The filters the events must pass.
+    :param after_id: Only events with a larger id.
+    :param first_only: Stop at the first match.
+    """
     head = queue.head_id()
     if head <= after_id:
         return [], after_id
@@ -223,18 +263,16 @@ def scan_sync(
     cursor = after_id
     while True:
         page = queue.fetch(after_id=cursor, limit=PAGE_SIZE, **flt.fetch_filters())
-        for event in page:
-            cursor = event.id
-            if flt.matches(event):
-                found.append(event)
-                if first_only:
-                    return found, event.id
-        if len(page) < PAGE_SIZE:
-            return found, max(cursor, head)
+        cursor, done = _take_matches(page, flt, found, cursor, first_only=first_only, head=head)
+        if done:
+            return found, cursor
 
 
 def success_event(event: StoredEvent) -> TriggerEvent:
-    """Wrap a stored event in the trigger event sensors and asset watchers receive."""
+    """Wrap a stored event in the trigger event sensors and asset watchers receive.
+
+    :param event: The matched event.
+    """
     return TriggerEvent({"status": "success", "event": event.to_dict()})
 
 
@@ -321,7 +359,10 @@ def _watch_stream_key(queue_url: str | None, consumer: str) -> tuple[str, ...]:
 
 
 def default_consumer_name(kwargs: Mapping[str, Any]) -> str:
-    """Derive a watcher's consumer name from its filters (stable across parses and restarts)."""
+    """Derive a watcher's consumer name from its filters (stable across parses and restarts).
+
+    :param kwargs: The trigger's serialised keyword arguments.
+    """
     basis = {k: kwargs.get(k) for k in ("iterable_conn_id", "kind", "event_name", "workflow_id", "match")}
     digest = hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()[:20]
     return f"asset-watcher-{digest}"
@@ -716,11 +757,17 @@ class IterableWebhookTrigger(BaseEventTrigger):
 
     @classmethod
     def create_shared_stream_producer(cls, kwargs: dict[str, Any]) -> SharedStreamProducer:
-        """Build the shared poll loop (ack mode: watchers advance only after Airflow stored events)."""
+        """Build the shared poll loop (ack mode: watchers advance only after Airflow stored events).
+
+        :param kwargs: The serialised keyword arguments of the trigger that opened the stream.
+        """
         return _QueueStreamProducer(kwargs)
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
-        """Turn the shared stream into this trigger's events."""
+        """Turn the shared stream into this trigger's events.
+
+        :param shared_stream: The items of the stream this trigger subscribed to.
+        """
         if self.effective_mode == "watcher":
             async for event in self._filter_watcher(shared_stream):
                 yield event

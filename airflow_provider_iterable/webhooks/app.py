@@ -2,7 +2,8 @@
 
 Checks run cheapest and safest first: method (405) → connection (404) → secret (401, before a
 byte of the body is read) → content type (415) → size (413, counted while streaming) → parse
-(400) → classify → durable append → 200. The answer is 2xx only after the event is committed.
+(400) → classify → durable append → 200. The answer is 2xx only after the event is committed;
+503 with ``Retry-After`` when the queue cannot commit or the connection cannot be looked up.
 
 The app reads the request itself (no pydantic models), so FastAPI's 422 never happens, and
 every refusal is a small JSON body with a fixed text that never echoes the request.
@@ -36,7 +37,7 @@ from airflow_provider_iterable.webhooks.body import (
     read_body,
 )
 from airflow_provider_iterable.webhooks.classify import classify
-from airflow_provider_iterable.webhooks.connections import ConnectionCache, make_lookup
+from airflow_provider_iterable.webhooks.connections import ConnectionCache, ConnectionLookupError, make_lookup
 from airflow_provider_iterable.webhooks.writer import GroupCommitWriter, Purger
 from airflow_provider_iterable.webhooks.writer_process import ProcessWriter
 
@@ -72,7 +73,23 @@ class Receiver:
     """The state behind one app: settings, connection cache, writer and purger.
 
     Nothing here does I/O before the first request (or the app's start-up), so building the app
-    while Airflow imports its plugins in a scheduler or worker costs nothing.
+    while Airflow imports its plugins in a scheduler or worker costs nothing. Every parameter is
+    :func:`create_app`'s, already checked there.
+
+    :param queue_url: SQLAlchemy URL of the event queue; ``None`` reads the configuration.
+    :param max_body_bytes: Largest body accepted; ``None`` reads the configuration.
+    :param dedupe_window_seconds: Dedupe window; ``None`` reads the configuration.
+    :param connection_lookup: Replacement connection lookup (tests), or ``None``.
+    :param conn_cache_seconds: How long a found connection is reused.
+    :param unknown_conn_cache_seconds: How long an unknown connection id stays unknown.
+    :param retention_days: Age after which events are purged; ``None`` reads the configuration.
+    :param purge_interval_seconds: Seconds between background purges; 0 disables them.
+    :param store_events: ``False`` answers without storing (benchmark baseline).
+    :param busy_timeout: Seconds a write waits for the queue's lock.
+    :param retry_after_seconds: The ``Retry-After`` sent with a 503.
+    :param max_batch: Most events committed in one transaction.
+    :param writer: ``"process"`` or ``"thread"``.
+    :param freeze_gc: Freeze the collector's generations after the first delivery.
     """
 
     def __init__(
@@ -176,7 +193,10 @@ class Receiver:
         gc.freeze()
 
     async def health(self, request: Request) -> Response:
-        """Answer 200 when the queue can take a write now, else 503 with ``Retry-After``."""
+        """Answer 200 when the queue can take a write now, else 503 with ``Retry-After``.
+
+        :param request: The ``GET /health`` request.
+        """
         self.start()
         assert self.writer is not None
         writer = self.writer
@@ -187,11 +207,17 @@ class Receiver:
         return _json_response(200, {"status": "ok"})
 
     async def system(self, request: Request) -> Response:
-        """Handle ``POST /webhooks/{conn_id}/system``."""
+        """Handle ``POST /webhooks/{conn_id}/system``.
+
+        :param request: The delivery.
+        """
         return await self._handle(request, "system", None)
 
     async def journey(self, request: Request) -> Response:
-        """Handle ``/webhooks/{conn_id}/journeys[/{workflow_id}]`` with any journey method."""
+        """Handle ``/webhooks/{conn_id}/journeys[/{workflow_id}]`` with any journey method.
+
+        :param request: The delivery.
+        """
         path_id = request.path_params.get("workflow_id")
         if path_id is not None and not _DIGITS.fullmatch(path_id):
             return _error(404, "journey id must be a number")
@@ -219,6 +245,9 @@ class Receiver:
             return _error(exc.status, exc.detail)
         except ClientGone:
             return _error(400, "request body incomplete")
+        except ConnectionLookupError:
+            # The project may well exist: a 404 would make the sender give the delivery up.
+            return _error(503, "connection lookup unavailable", {"Retry-After": self.retry_after})
         if not self.store_events:
             return _json_response(200, {"status": "discarded", "id": 0})
         assert self.writer is not None

@@ -157,6 +157,16 @@ def _check_string(text: str) -> None:
         raise BadRequest(400, "strings must not contain lone surrogates") from None
 
 
+def _body_text(body: bytes) -> str:
+    """Decode a body that must not be empty (both JSON and forms)."""
+    if not body.strip():
+        raise BadRequest(400, "empty body")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(400, "body is not valid UTF-8") from None
+
+
 def parse_json_object(body: bytes) -> dict[str, Any]:
     """Parse a JSON body that must be an object.
 
@@ -164,12 +174,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     :raises BadRequest: 400 for an empty body, invalid UTF-8 or JSON, a non-object, NaN or
         Infinity, numbers out of range, too deep nesting or forbidden strings.
     """
-    if not body.strip():
-        raise BadRequest(400, "empty body")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest(400, "body is not valid UTF-8") from None
+    text = _body_text(body)
     # The C parser recurses once per level; with few brackets no input can nest deeply, so the
     # common case skips the guard. Deep input makes the parser raise RecursionError, caught below.
     try:
@@ -221,13 +226,7 @@ def parse_form(body: bytes) -> dict[str, Any]:
     :param body: The raw body.
     :raises BadRequest: 400 for an empty or invalid body.
     """
-    if not body.strip():
-        raise BadRequest(400, "empty body")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest(400, "body is not valid UTF-8") from None
-    return parse_pairs(text)
+    return parse_pairs(_body_text(body))
 
 
 def parse_query(raw: bytes) -> dict[str, Any]:

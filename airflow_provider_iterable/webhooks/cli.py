@@ -13,7 +13,10 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_iterable.queue import EventQueue
 
 APP_FACTORY = "airflow_provider_iterable.webhooks.app:create_standalone_app"
 
@@ -101,7 +104,8 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _queue(args: argparse.Namespace) -> Any:
+def _queue(args: argparse.Namespace) -> EventQueue:
+    # Imported here: ``serve`` never needs the synchronous queue in this process.
     from airflow_provider_iterable.queue import EventQueue
 
     return EventQueue(args.queue_url or None)
@@ -122,11 +126,8 @@ def purge(args: argparse.Namespace) -> int:
 
     :param args: Parsed ``purge`` arguments.
     """
-    queue = _queue(args)
-    try:
+    with _queue(args) as queue:
         removed = queue.purge(retention_days=args.retention_days)
-    finally:
-        queue.close()
     _print({"purged": removed}, args.json)
     return 0
 
@@ -138,8 +139,7 @@ def tail(args: argparse.Namespace) -> int:
     """
     from airflow_provider_iterable.queue import admin
 
-    queue = _queue(args)
-    try:
+    with _queue(args) as queue:
         found = admin.tail(
             queue,
             limit=args.limit,
@@ -148,8 +148,6 @@ def tail(args: argparse.Namespace) -> int:
             event_name=args.event_name,
             workflow_id=args.workflow_id,
         )
-    finally:
-        queue.close()
     for event in found:
         if args.json:
             print(json.dumps(event.to_dict(), default=str))
@@ -169,11 +167,8 @@ def stats(args: argparse.Namespace) -> int:
     """
     from airflow_provider_iterable.queue import admin
 
-    queue = _queue(args)
-    try:
+    with _queue(args) as queue:
         summary = admin.stats(queue)
-    finally:
-        queue.close()
     _print(summary, args.json)
     return 0
 
@@ -185,20 +180,18 @@ def infer_schema(args: argparse.Namespace) -> int:
     """
     from airflow_provider_iterable.queue import admin
 
-    queue = _queue(args)
-    try:
-        schema = admin.infer_schema(
-            queue,
-            event_name=args.event_name,
-            workflow_id=args.workflow_id,
-            conn_id=args.conn_id,
-            limit=args.limit,
-        )
-    except ValueError as exc:
-        print(f"iterable-webhooks infer-schema: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        queue.close()
+    with _queue(args) as queue:
+        try:
+            schema = admin.infer_schema(
+                queue,
+                event_name=args.event_name,
+                workflow_id=args.workflow_id,
+                conn_id=args.conn_id,
+                limit=args.limit,
+            )
+        except ValueError as exc:
+            print(f"iterable-webhooks infer-schema: {exc}", file=sys.stderr)
+            return 1
     # A schema is JSON whatever --json says.
     print(json.dumps(schema, indent=2))
     return 0

@@ -13,6 +13,11 @@ Only connections of type ``iterable`` count; any other id is unknown (404). Foun
 are cached for ``found_ttl`` seconds and unknown ids for ``unknown_ttl`` seconds, so a scan of
 made-up ids costs one backend lookup per id per minute, not one per request. Lookups of one id
 already in flight are shared, and the blocking lookup runs in a worker thread.
+
+A lookup that fails (the secrets backend or the metadata database is down) is not an unknown
+id: it raises :class:`ConnectionLookupError`, which the receiver answers with a 503, so the
+sender retries instead of taking a 404 for a project that exists. The failure is remembered for
+a few seconds only, so an outage costs the backend one lookup per id every few seconds.
 """
 
 from __future__ import annotations
@@ -38,7 +43,14 @@ CONN_ID_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,250}")
 #: Entries beyond this are dropped oldest first, so a scan cannot grow the cache without bound.
 MAX_CACHE_ENTRIES = 10_000
 
+#: Most seconds a failed lookup is remembered (never longer than an unknown id is).
+FAILED_LOOKUP_TTL = 5.0
+
 ConnectionLookup = Callable[[str], "WebhookAuth | None"]
+
+
+class ConnectionLookupError(Exception):
+    """The connection could not be looked up right now; says nothing about whether it exists."""
 
 
 def lookup_airflow_connection(conn_id: str) -> WebhookAuth | None:
@@ -88,55 +100,68 @@ class ConnectionCache:
         self._found_ttl = found_ttl
         self._unknown_ttl = unknown_ttl
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[float, WebhookAuth | None]] = OrderedDict()
-        self._inflight: dict[str, asyncio.Future[WebhookAuth | None]] = {}
+        # A cached ConnectionLookupError stands for a failed lookup, re-raised until it expires.
+        self._entries: OrderedDict[str, tuple[float, WebhookAuth | ConnectionLookupError | None]] = (
+            OrderedDict()
+        )
+        self._inflight: dict[str, asyncio.Future[WebhookAuth | ConnectionLookupError | None]] = {}
         self.lookups = 0  # backend lookups done, for tests and diagnostics
 
     async def get(self, conn_id: str) -> WebhookAuth | None:
         """Return the settings of ``conn_id``, or ``None`` when it is unknown.
 
         :param conn_id: The connection id from the URL.
+        :raises ConnectionLookupError: When the lookup failed (recently).
         """
         if not CONN_ID_PATTERN.fullmatch(conn_id):
             return None
         now = self._clock()
         entry = self._entries.get(conn_id)
         if entry is not None and entry[0] > now:
-            return entry[1]
+            return _unwrap(entry[1])
         task = self._inflight.get(conn_id)
         if task is None:
             # The lookup is a task of its own, not part of the first request: a sender that
             # hangs up does not cancel it for the others waiting on the same id.
             task = asyncio.ensure_future(self._lookup_and_store(conn_id))
             self._inflight[conn_id] = task
-        return await asyncio.shield(task)
+        return _unwrap(await asyncio.shield(task))
 
-    async def _lookup_and_store(self, conn_id: str) -> WebhookAuth | None:
+    async def _lookup_and_store(self, conn_id: str) -> WebhookAuth | ConnectionLookupError | None:
         try:
             result = await asyncio.to_thread(self._safe_lookup, conn_id)
         finally:
             self._inflight.pop(conn_id, None)
-        ttl = self._found_ttl if result is not None else self._unknown_ttl
+        if isinstance(result, ConnectionLookupError):
+            ttl = min(FAILED_LOOKUP_TTL, self._unknown_ttl)
+        else:
+            ttl = self._found_ttl if result is not None else self._unknown_ttl
         self._entries[conn_id] = (self._clock() + ttl, result)
         self._entries.move_to_end(conn_id)
         while len(self._entries) > MAX_CACHE_ENTRIES:
             self._entries.popitem(last=False)
         return result
 
-    def _safe_lookup(self, conn_id: str) -> WebhookAuth | None:
+    def _safe_lookup(self, conn_id: str) -> WebhookAuth | ConnectionLookupError | None:
         self.lookups += 1
         try:
             return self._lookup(conn_id)
         except Exception as exc:
-            # A backend failure must not turn into a 500 for the sender; the id is treated as
-            # unknown until the entry expires. The exception text may hold backend details but
-            # never the connection's secrets (they were never read).
+            # Returned, not raised: the failure is cached like an answer. Only the type is
+            # logged and kept: the text may hold backend details (a URL with a password).
             log.warning("Looking up connection %s failed: %s", conn_id, type(exc).__name__)
-            return None
+            return ConnectionLookupError(f"looking up the connection failed: {type(exc).__name__}")
 
     def clear(self) -> None:
         """Forget every cached entry."""
         self._entries.clear()
+
+
+def _unwrap(result: WebhookAuth | ConnectionLookupError | None) -> WebhookAuth | None:
+    if isinstance(result, ConnectionLookupError):
+        # A new exception per request: one shared instance would gather every raiser's traceback.
+        raise ConnectionLookupError(*result.args)
+    return result
 
 
 def make_lookup(connection_lookup: Callable[[str], Any] | None) -> ConnectionLookup:

@@ -45,6 +45,43 @@ def _resolve_all(outcomes: list[_Outcome]) -> None:
             future.set_result(value)
 
 
+class LocalQueue:
+    """The event queue a writer keeps in the receiver's own process, opened on first use.
+
+    :param factory: Returns a new :class:`EventQueue`; called again after a failure to open it.
+    """
+
+    def __init__(self, factory: Callable[[], EventQueue]) -> None:
+        self._factory = factory
+        self._queue: EventQueue | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> EventQueue:
+        """Return the open queue, opening it if needed (blocking; call from a thread).
+
+        :raises QueueUnavailableError: When the queue cannot be opened.
+        """
+        with self._lock:
+            if self._queue is None:
+                try:
+                    self._queue = self._factory()
+                except QueueUnavailableError:
+                    raise
+                except Exception as exc:
+                    raise QueueUnavailableError(f"cannot open the event queue: {type(exc).__name__}") from exc
+            return self._queue
+
+    def close(self) -> None:
+        """Close the queue if it was opened; it opens again on the next :meth:`get`."""
+        with self._lock:
+            queue, self._queue = self._queue, None
+        if queue is not None:
+            try:
+                queue.close()
+            except Exception:  # closing must not mask the shutdown of everything else
+                log.debug("closing the event queue failed", exc_info=True)
+
+
 class GroupCommitWriter:
     """Store events in batches from a background thread.
 
@@ -65,7 +102,7 @@ class GroupCommitWriter:
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
-        self._queue_factory = queue_factory
+        self._local = LocalQueue(queue_factory)
         self._dedupe_window = dedupe_window_seconds
         self._max_batch = max_batch
         self._quick_failure = quick_failure_seconds
@@ -73,8 +110,6 @@ class GroupCommitWriter:
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._queue: EventQueue | None = None
-        self._open_lock = threading.Lock()
         self.batches = 0  # transactions committed, for diagnostics and benchmarks
 
     def start(self) -> None:
@@ -99,12 +134,7 @@ class GroupCommitWriter:
             thread.join(timeout)
         with self._cond:
             self._thread = None
-        if self._queue is not None:
-            try:
-                self._queue.close()
-            except Exception:  # closing must not mask the shutdown of everything else
-                log.debug("closing the event queue failed", exc_info=True)
-            self._queue = None
+        self._local.close()
 
     async def append(self, event: NewEvent) -> tuple[int, bool]:
         """Store ``event`` durably and return ``(event id, newly stored)``.
@@ -126,15 +156,7 @@ class GroupCommitWriter:
 
         :raises QueueUnavailableError: When the queue cannot be opened.
         """
-        with self._open_lock:
-            if self._queue is None:
-                try:
-                    self._queue = self._queue_factory()
-                except QueueUnavailableError:
-                    raise
-                except Exception as exc:
-                    raise QueueUnavailableError(f"cannot open the event queue: {type(exc).__name__}") from exc
-            return self._queue
+        return self._local.get()
 
     def _take_batch(self) -> list[_Pending]:
         with self._cond:

@@ -10,7 +10,9 @@ resolves the waiting requests. 2xx is still only answered after the writer repor
 
 The writer process is started on the first delivery (one per event loop, so one per receiver
 worker process) and exits when the receiver closes the socket or dies (end of file), after
-finishing the batch in hand. If it dies, the waiting requests get 503 and the next delivery
+finishing the batch in hand. While idle it also checks every second that the receiver is still
+its parent: a process forked from the receiver would hold a copy of the socket, and the end of
+file would then never come. If it dies, the waiting requests get 503 and the next delivery
 starts a new one.
 """
 
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import pickle
 import select
 import signal
@@ -27,12 +30,11 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 from typing import Any
 
 from airflow_provider_iterable.queue import EventQueue, NewEvent, QueueUnavailableError
-from airflow_provider_iterable.webhooks.writer import store_batch
+from airflow_provider_iterable.webhooks.writer import LocalQueue, store_batch
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,14 @@ _CHILD_CODE = (
 
 #: Least seconds between two starts of the writer process of one event loop.
 RESPAWN_INTERVAL = 1.0
+
+#: Seconds between two checks, while the writer is idle, that its receiver is alive.
+PARENT_CHECK_INTERVAL = 1.0
+
+#: The environment variable that hands the queue URL to the writer process. Not an argument:
+#: any local user can read a process's command line, and the URL may hold a password; its
+#: environment is readable by the same user only.
+QUEUE_URL_ENV = "AIRFLOW_PROVIDER_ITERABLE_WRITER_QUEUE_URL"
 
 #: Error kinds carried back from the writer process.
 _UNAVAILABLE = "unavailable"
@@ -65,9 +75,10 @@ def _frame(obj: Any) -> bytes:
 class _Channel:
     """One writer process and the socket to it, used from one event loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, args: list[str]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, args: list[str], queue_url: str | None) -> None:
         self.loop = loop
         self._args = args
+        self._queue_url = queue_url
         self._pending: dict[int, asyncio.Future[tuple[int, bool]]] = {}
         self._outbox: list[tuple[int, NewEvent]] = []
         self._flush_scheduled = False
@@ -80,12 +91,16 @@ class _Channel:
 
     async def open(self) -> None:
         parent, child = socket.socketpair()
+        env = None if self._queue_url is None else {**os.environ, QUEUE_URL_ENV: self._queue_url}
         try:
             self.proc = subprocess.Popen(
-                [*self._args, "--fd", str(child.fileno())],
+                # The pid is taken now, not when the writer was built: a server may build the app
+                # in one process and serve it from processes forked from that one.
+                [*self._args, "--fd", str(child.fileno()), "--parent-pid", str(os.getpid())],
                 pass_fds=[child.fileno()],
                 stdin=subprocess.DEVNULL,
                 close_fds=True,
+                env=env,
             )
         finally:
             child.close()
@@ -183,8 +198,9 @@ class ProcessWriter:
         max_batch: int = 512,
         quick_failure_seconds: float = 1.0,
     ) -> None:
+        # Health checks and purges read from this process; deliveries go to the writer process.
+        self._local = LocalQueue(lambda: EventQueue(queue_url, busy_timeout=busy_timeout))
         self._queue_url = queue_url
-        self._busy_timeout = busy_timeout
         self._args = [
             sys.executable,
             "-c",
@@ -198,12 +214,8 @@ class ProcessWriter:
             "--quick-failure",
             repr(quick_failure_seconds),
         ]
-        if queue_url is not None:
-            self._args += ["--queue-url", queue_url]
         self._channels: dict[asyncio.AbstractEventLoop, _Channel] = {}
         self._opening: dict[asyncio.AbstractEventLoop, asyncio.Future[_Channel]] = {}
-        self._queue: EventQueue | None = None
-        self._open_lock = threading.Lock()
         self._stopped = False
 
     def start(self) -> None:
@@ -237,7 +249,7 @@ class ProcessWriter:
         future: asyncio.Future[_Channel] = loop.create_future()
         self._opening[loop] = future
         try:
-            channel = _Channel(loop, self._args)
+            channel = _Channel(loop, self._args, self._queue_url)
             await channel.open()
             self._channels[loop] = channel
             future.set_result(channel)
@@ -275,33 +287,33 @@ class ProcessWriter:
                 except subprocess.TimeoutExpired:
                     channel.proc.kill()
         self._channels.clear()
-        if self._queue is not None:
-            with contextlib.suppress(Exception):
-                self._queue.close()
-            self._queue = None
+        self._local.close()
 
     def queue(self) -> EventQueue:
         """Return a queue in this process for health checks and purges (blocking).
 
         :raises QueueUnavailableError: When the queue cannot be opened.
         """
-        with self._open_lock:
-            if self._queue is None:
-                try:
-                    self._queue = EventQueue(self._queue_url, busy_timeout=self._busy_timeout)
-                except QueueUnavailableError:
-                    raise
-                except Exception as exc:
-                    raise QueueUnavailableError(f"cannot open the event queue: {type(exc).__name__}") from exc
-            return self._queue
+        return self._local.get()
 
 
 # -- the writer process ---------------------------------------------------------------------
 
 
-def _recv_frames(sock: socket.socket, buffer: bytearray, block: bool) -> list[Any] | None:
-    """Read what is available; return the complete frames, or ``None`` at end of file."""
+def _recv_frames(
+    sock: socket.socket, buffer: bytearray, block: bool, parent_pid: int | None = None
+) -> list[Any] | None:
+    """Read what is available; return the complete frames, or ``None`` at end of file.
+
+    :param sock: The socket to the receiver.
+    :param buffer: Bytes read but not yet framed; consumed frames are removed from it.
+    :param block: Wait for data (nothing is pending).
+    :param parent_pid: While waiting, a parent other than this pid counts as end of file.
+    """
     if block:
+        while not select.select([sock], [], [], PARENT_CHECK_INTERVAL)[0]:
+            if parent_pid is not None and os.getppid() != parent_pid:
+                return None  # the receiver died (reparented), whoever still holds its socket
         chunk = sock.recv(1 << 20)
         if not chunk:
             return None
@@ -330,12 +342,14 @@ def child_main(argv: list[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(prog="iterable-webhooks-writer")
     parser.add_argument("--fd", type=int, required=True)
-    parser.add_argument("--queue-url", default=None)
+    parser.add_argument("--parent-pid", type=int, default=None)
     parser.add_argument("--busy-timeout", type=float, required=True)
     parser.add_argument("--dedupe-window", type=float, required=True)
     parser.add_argument("--max-batch", type=int, required=True)
     parser.add_argument("--quick-failure", type=float, required=True)
     args = parser.parse_args(argv)
+    # Unset: the configured [iterable] queue_url, read in this process.
+    queue_url = os.environ.pop(QUEUE_URL_ENV, None)
 
     sock = socket.socket(fileno=args.fd)
 
@@ -350,7 +364,7 @@ def child_main(argv: list[str] | None = None) -> int:
 
     def queue() -> EventQueue:
         if not opened:
-            opened.append(EventQueue(args.queue_url, busy_timeout=args.busy_timeout))
+            opened.append(EventQueue(queue_url, busy_timeout=args.busy_timeout))
         return opened[0]
 
     buffer = bytearray()
@@ -358,7 +372,7 @@ def child_main(argv: list[str] | None = None) -> int:
     try:
         while True:
             try:
-                frames = _recv_frames(sock, buffer, block=not pending)
+                frames = _recv_frames(sock, buffer, block=not pending, parent_pid=args.parent_pid)
             except InterruptedError:
                 continue
             except OSError:

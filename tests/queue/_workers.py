@@ -36,6 +36,23 @@ def append_identical(url: str, barrier: Any, results: Any) -> None:
     queue.close()
 
 
+def _store(queue: EventQueue, events: list[NewEvent]) -> list[tuple[str, int, bool]]:
+    """Append ``events`` (one alone through ``append``), retrying a refusal as a sender retries a 503.
+
+    :return: ``(dedupe_key, id, stored)`` per event.
+    """
+    while True:
+        try:
+            if len(events) == 1:
+                stored = [queue.append(events[0], dedupe_window_seconds=3600)]
+            else:
+                stored = queue.append_many(events, dedupe_window_seconds=3600)
+            break
+        except QueueUnavailableError:
+            continue
+    return [(e.dedupe_key, event_id, new) for e, (event_id, new) in zip(events, stored, strict=True)]
+
+
 def append_range(url: str, start: int, count: int, batch: int, barrier: Any, results: Any) -> None:
     """Append events ``start .. start+count`` (batches of ``batch``); report every acknowledgement.
 
@@ -48,17 +65,7 @@ def append_range(url: str, start: int, count: int, batch: int, barrier: Any, res
     acked: list[tuple[str, int, bool]] = []
     for first in range(start, start + count, batch):
         numbers = range(first, min(first + batch, start + count))
-        events = [_event(f"event-{n:06d}", n) for n in numbers]
-        while True:
-            try:
-                if len(events) == 1:
-                    stored = [queue.append(events[0], dedupe_window_seconds=3600)]
-                else:
-                    stored = queue.append_many(events, dedupe_window_seconds=3600)
-                break
-            except QueueUnavailableError:
-                continue
-        acked += [(e.dedupe_key, event_id, new) for e, (event_id, new) in zip(events, stored, strict=True)]
+        acked += _store(queue, [_event(f"event-{n:06d}", n) for n in numbers])
     results.put(acked)
     queue.close()
 
@@ -78,13 +85,6 @@ def append_overlapping(url: str, seed: int, keys: int, batch: int, barrier: Any,
     for first in range(0, keys, batch):
         numbers = order[first : first + batch]
         numbers.append(numbers[0])
-        events = [_event(f"event-{n:06d}", n) for n in numbers]
-        while True:
-            try:
-                stored = queue.append_many(events, dedupe_window_seconds=3600)
-                break
-            except QueueUnavailableError:
-                continue
-        acked += [(e.dedupe_key, event_id, new) for e, (event_id, new) in zip(events, stored, strict=True)]
+        acked += _store(queue, [_event(f"event-{n:06d}", n) for n in numbers])
     results.put(acked)
     queue.close()

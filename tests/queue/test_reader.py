@@ -131,7 +131,8 @@ def test_sqlite_wait_for_insert_sleeps_and_returns_false(tmp_path: Path) -> None
             return rang, time.monotonic() - started
 
     rang, waited = run(scenario)
-    assert rang is False and 0.19 < waited < 1.0
+    # The lower bound shows it slept; the upper one only that it returned (a loaded CI host is slow).
+    assert rang is False and 0.19 < waited < 5
 
 
 @pytest.mark.postgres
@@ -149,7 +150,7 @@ def test_postgres_wait_for_insert_wakes_on_commit(postgres_url: str) -> None:
             started = time.monotonic()
             event_id, _ = await asyncio.to_thread(writer.append, make_event(), dedupe_window_seconds=60)
             assert await waiting is True
-            assert time.monotonic() - started < 2
+            assert time.monotonic() - started < 5  # woken by the commit, well before its 10 s
             assert [e.id for e in await reader.fetch()] == [event_id]
             # A duplicate stores nothing, and rings nothing.
             await asyncio.to_thread(writer.append, make_event(dedupe_key="d"), dedupe_window_seconds=60)
@@ -192,7 +193,7 @@ def test_postgres_readers_share_one_listening_connection(postgres_url: str) -> N
         await asyncio.sleep(0.3)
         started = time.monotonic()
         assert await readers[0].wait_for_insert(10) is True
-        assert time.monotonic() - started < 0.1
+        assert time.monotonic() - started < 5  # at once, not after its 10 s
         for r in readers:
             await r.close()
         await asyncio.sleep(0.2)

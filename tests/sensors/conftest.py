@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.webhooks.conftest import ThreadedServer
 
 WEBHOOK_SECRET = "sensor-test-secret"
 CONNECTION = {
@@ -61,30 +61,11 @@ def queue_url(tmp_path: Path) -> str:
 @pytest.fixture
 def receiver(queue_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
     """Serve the real receiver app (uvicorn, port 0) against the test's queue."""
-    import uvicorn
-
     from airflow_provider_iterable.webhooks import create_app
 
     monkeypatch.setenv("AIRFLOW_CONN_ITERABLE_DEFAULT", json.dumps(CONNECTION))
-    app = create_app(queue_url=queue_url, purge_interval_seconds=0)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the webhook receiver did not start")
-        time.sleep(0.02)
-    try:
-        yield Receiver(url=f"http://127.0.0.1:{port}", queue_url=queue_url)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with ThreadedServer(create_app(queue_url=queue_url, purge_interval_seconds=0)) as server:
+        yield Receiver(url=server.url, queue_url=queue_url)
 
 
 RUNNER = """

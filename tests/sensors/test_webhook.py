@@ -87,6 +87,21 @@ def test_since_overrides_the_run_start(queue: EventQueue, queue_url: str) -> Non
     assert sensor.execute(context_at(later))["id"] == stored
 
 
+def test_poke_on_an_unreadable_queue_is_not_yet_then_finds_the_event(tmp_path: Path) -> None:
+    missing_dir = tmp_path / "not-yet"
+    queue_url = f"sqlite:///{missing_dir / 'queue.db'}"
+    sensor = IterableWebhookSensor(
+        task_id="wait", event_name="emailOpen", queue_url=queue_url, deferrable=False
+    )
+    context = context_at(datetime.now(timezone.utc) - timedelta(seconds=5))
+    assert sensor.poke(context).is_done is False  # the queue cannot be opened: not a failure
+    missing_dir.mkdir()
+    with EventQueue(queue_url) as queue:
+        stored, _ = queue.append(new_event(event_name="emailOpen"))
+    answer = sensor.poke(context)
+    assert answer.is_done is True and answer.xcom_value["id"] == stored
+
+
 def test_execute_complete_returns_the_event_limited_to_xcom_fields() -> None:
     sensor = IterableWebhookSensor(task_id="wait", xcom_fields=["id", "payload.email", "payload.nope"])
     event = {"id": 7, "kind": "system", "payload": {"email": "a@x", "dataFields": {"x": 1}}}

@@ -12,6 +12,7 @@ from airflow.triggers.shared_stream import SharedStreamManager
 
 from airflow_provider_iterable.queue import NewEvent
 from airflow_provider_iterable.triggers import IterableWebhookTrigger
+from tests.queue.conftest import make_event
 
 
 def new_event(
@@ -34,16 +35,15 @@ def new_event(
             "dataFields": {"messageId": uuid.uuid4().hex, "workflowId": workflow_id},
         }
     )
-    return NewEvent(
+    return make_event(
         conn_id=conn_id,
         kind=kind,
-        payload=body,
-        query=query or {},
         event_name=event_name,
         workflow_id=workflow_id,
         campaign_id=None,
         email=email,
-        user_id=None,
+        payload=body,
+        query=query,
         dedupe_key=uuid.uuid4().hex,
     )
 

@@ -13,17 +13,19 @@ import logging
 import shutil
 import sqlite3
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from airflow_provider_iterable.queue import EventQueue
 from airflow_provider_iterable.triggers import IterableWebhookTrigger
+from tests.queue.conftest import build_sqlite_queue
 from tests.triggers.helpers import InMemoryAssetStore, SharedStreamDriver, new_event, wait_until
 
 ROWS = 1_000_000
-BATCH = 20_000
+#: Before every row build_sqlite_queue writes (they start on 2026-01-01, one second apart).
+BEFORE_HISTORY = datetime(2025, 12, 31, tzinfo=timezone.utc).isoformat()
 #: Sensors sharing one poll. In debug mode asyncio records a stack for every callback it
 #: schedules, which makes one event's fan-out cost ~1 ms per waiting sensor; 100 keeps that
 #: debug-only overhead well under the threshold (bench/wait.py measures 1,000 without it).
@@ -39,16 +41,6 @@ class SlowCallbacks(logging.Handler):
         message = record.getMessage()
         if "Executing" in message and "took" in message:
             self.reports.append(message)
-
-
-def fill(queue: EventQueue) -> None:
-    payload = {"eventName": "noise", "dataFields": {"campaignId": 1}}
-    for start in range(0, ROWS, BATCH):
-        batch = [
-            new_event(event_name="noise", email=None, payload={**payload, "n": start + i})
-            for i in range(BATCH)
-        ]
-        queue.append_many(batch, dedupe_window_seconds=0)
 
 
 def hold_write_lock(path: Path, stop: threading.Event, held: list[float]) -> None:
@@ -81,7 +73,6 @@ def run_scenario(path: Path) -> tuple[list[str], list[float]]:
         loop.slow_callback_duration = 0.2
         driver = SharedStreamDriver()
         since = datetime.now(timezone.utc).isoformat()
-        hour_ago = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
         standalone: list[asyncio.Task[object]] = []
 
         async def first(trigger: IterableWebhookTrigger) -> object:
@@ -108,7 +99,7 @@ def run_scenario(path: Path) -> tuple[list[str], list[float]]:
                 watchers.append(driver.start(watcher))
             # Standalone sensors whose window spans the whole history (a million rows).
             for i in range(10):
-                trigger = IterableWebhookTrigger(queue_url=url, since=hour_ago, event_name=f"late{i}")
+                trigger = IterableWebhookTrigger(queue_url=url, since=BEFORE_HISTORY, event_name=f"late{i}")
                 standalone.append(asyncio.create_task(first(trigger)))
             standalone_watcher = IterableWebhookTrigger(
                 queue_url=url, event_name="watched0", mode="watcher", consumer="r11-standalone"
@@ -158,10 +149,8 @@ def run_scenario(path: Path) -> tuple[list[str], list[float]]:
 @pytest.mark.timeout(600)
 def test_r11_no_callback_blocks_the_loop(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
-    queue = EventQueue(f"sqlite:///{path}")
-    fill(queue)
-    assert queue.head_id() == ROWS
-    queue.close()
+    with EventQueue(build_sqlite_queue(path, ROWS)) as queue:
+        assert queue.head_id() == ROWS
     pristine = tmp_path / "pristine.db"
     shutil.copyfile(path, pristine)
     reports, held = run_scenario(path)

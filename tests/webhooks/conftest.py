@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -142,7 +143,7 @@ class ReceiverProcess:
         return self.proc.pid
 
     def kill(self) -> None:
-        """SIGKILL the process (and its worker children, which share its process group)."""
+        """SIGKILL the receiver process alone, as a crash would: its writer process gets no signal."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
@@ -237,3 +238,37 @@ def count_rows(queue_url: str) -> int:
         return len(queue.fetch(limit=10_000))
     finally:
         queue.close()
+
+
+def writer_processes(root: int) -> list[int]:
+    """Return the writer processes among the descendants of ``root`` (from ``/proc``)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # exited meanwhile
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    family, found = {root}, True
+    while found:
+        found = False
+        for pid, parent in parents.items():
+            if parent in family and pid not in family:
+                family.add(pid)
+                found = True
+    writers = []
+    for pid in family - {root}:
+        with contextlib.suppress(OSError):
+            if b"writer_process" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                writers.append(pid)
+    return writers
+
+
+def process_running(pid: int) -> bool:
+    """Return whether process ``pid`` exists and has not exited."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie has exited; only its parent's bookkeeping is left

@@ -6,6 +6,7 @@ also shows the mounted receiver finds connections the way every Airflow server c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import httpx
 import pytest
 
 from airflow_provider_iterable.queue import EventQueue
-from tests.webhooks.conftest import SECRET, auth_headers, system_body
+from tests.webhooks.conftest import SECRET, auth_headers, process_running, system_body, writer_processes
 
 CONN_ID = "iterable_metadata_db"
 
@@ -103,11 +104,14 @@ def test_plugin_mounts_the_receiver_on_the_api_server(airflow_db: Path, tmp_path
             assert time.monotonic() < deadline, "API server did not serve /iterable/health in time"
             time.sleep(1)
 
+        # The writer process starts with the first delivery, not with the server.
+        assert writer_processes(server.pid) == []
         answer = httpx.post(
             f"{base}/webhooks/{CONN_ID}/system", json=system_body(1), headers=auth_headers(), timeout=60
         )
         assert answer.status_code == 200, answer.text
         assert answer.json()["status"] == "stored"
+        (writer,) = writer_processes(server.pid)
         wrong = httpx.post(
             f"{base}/webhooks/{CONN_ID}/system", json=system_body(2), headers=auth_headers("nope"), timeout=60
         )
@@ -115,8 +119,19 @@ def test_plugin_mounts_the_receiver_on_the_api_server(airflow_db: Path, tmp_path
         unknown = httpx.post(f"{base}/webhooks/not_a_conn/system", json=system_body(3), timeout=60)
         assert unknown.status_code == 404
         assert httpx.get(f"{base}/docs", timeout=60).status_code == 404
+
+        # Stopping the server (its main process only) ends the writer too: Airflow does not run
+        # a mounted app's lifespan, so the writer must notice its server's end by itself.
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+        deadline = time.monotonic() + 30
+        while process_running(writer) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not process_running(writer), "the writer process outlived the API server"
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        # Whatever is left of the server's process group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(30)
         except subprocess.TimeoutExpired:

@@ -13,7 +13,12 @@ import httpx
 import pytest
 
 from airflow_provider_iterable.webhooks.auth import WebhookAuth
-from airflow_provider_iterable.webhooks.connections import ConnectionCache, lookup_airflow_connection
+from airflow_provider_iterable.webhooks.connections import (
+    FAILED_LOOKUP_TTL,
+    ConnectionCache,
+    ConnectionLookupError,
+    lookup_airflow_connection,
+)
 from tests.webhooks.conftest import CONN_ID, SECRET, ReceiverProcess, connection_json, post, system_body
 
 CLI = [sys.executable, "-m", "airflow_provider_iterable.webhooks.cli"]
@@ -116,9 +121,25 @@ def test_connection_cache_expiry_and_shared_lookups() -> None:
     asyncio.run(scenario())
 
 
-def test_failing_backend_is_an_unknown_connection() -> None:
-    def broken(conn_id: str) -> WebhookAuth | None:
-        raise RuntimeError("secrets backend down")
+def test_failing_backend_is_not_an_unknown_connection() -> None:
+    now = [0.0]
+    calls: list[str] = []
 
-    cache = ConnectionCache(broken, unknown_ttl=0)
-    assert asyncio.run(cache.get("anything")) is None
+    def broken(conn_id: str) -> WebhookAuth | None:
+        calls.append(conn_id)
+        raise RuntimeError("secrets backend at postgresql://u:pw@db down")
+
+    cache = ConnectionCache(broken, unknown_ttl=60, clock=lambda: now[0])
+
+    async def scenario() -> None:
+        for _ in range(3):
+            with pytest.raises(ConnectionLookupError) as failed:
+                await cache.get("anything")
+            assert "pw@db" not in str(failed.value)
+        assert calls == ["anything"]  # remembered for a few seconds: an outage is not hammered
+        now[0] = FAILED_LOOKUP_TTL + 1  # well inside the unknown TTL: asked again
+        with pytest.raises(ConnectionLookupError):
+            await cache.get("anything")
+        assert len(calls) == 2
+
+    asyncio.run(scenario())

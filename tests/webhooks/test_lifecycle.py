@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,7 +13,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from airflow_provider_iterable.webhooks import create_app
-from tests.webhooks.conftest import ThreadedServer, count_rows, post, system_body
+from tests.webhooks.conftest import (
+    ReceiverProcess,
+    ThreadedServer,
+    count_rows,
+    post,
+    process_running,
+    system_body,
+    writer_processes,
+)
 
 
 def test_importing_the_plugin_does_no_io(tmp_path: Path) -> None:
@@ -108,3 +117,60 @@ def test_writer_process_death_is_a_503_then_a_new_writer_takes_over(conn_env: st
         (new_channel,) = writer._channels.values()
         assert new_channel.proc.pid != channel.proc.pid
     assert count_rows(sqlite_url) == 2
+
+
+def test_writer_process_exits_when_the_receiver_is_sigkilled(conn_env: str, sqlite_url: str) -> None:
+    receiver = ReceiverProcess(sqlite_url).start()
+    try:
+        assert post(receiver.url, system_body(0)).status_code == 200
+        (writer,) = writer_processes(receiver.pid)
+        assert process_running(writer)
+        # The queue URL (it may hold a password) is not on the writer's command line.
+        assert sqlite_url.encode() not in Path(f"/proc/{writer}/cmdline").read_bytes()
+        receiver.kill()
+        # No signal reaches the writer: it sees the end of its socket and exits by itself.
+        deadline = time.monotonic() + 30
+        while process_running(writer) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not process_running(writer), "the writer process outlived its receiver"
+    finally:
+        receiver.kill()
+    assert count_rows(sqlite_url) == 1
+
+
+#: Starts a writer process the way the receiver does, hands a copy of the receiver's end of the
+#: socket to a long-lived process (as a process forked from the receiver would hold it), exits.
+ORPHAN_WRITER = """
+import os, socket, subprocess, sys
+from airflow_provider_iterable.webhooks.writer_process import _CHILD_CODE, QUEUE_URL_ENV
+receiver_end, writer_end = socket.socketpair()
+quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+writer = subprocess.Popen(
+    [sys.executable, "-c", _CHILD_CODE, "--fd", str(writer_end.fileno()), "--parent-pid",
+     str(os.getpid()), "--busy-timeout", "5", "--dedupe-window", "60", "--max-batch", "8",
+     "--quick-failure", "1"],
+    pass_fds=[writer_end.fileno()], env={**os.environ, QUEUE_URL_ENV: sys.argv[1]}, **quiet,
+)
+holder = subprocess.Popen(
+    [sys.executable, "-c", "import time; time.sleep(120)"], pass_fds=[receiver_end.fileno()], **quiet
+)
+print(writer.pid, holder.pid, flush=True)
+"""
+
+
+def test_writer_process_exits_when_its_receiver_dies_though_its_socket_stays_open(sqlite_url: str) -> None:
+    started = subprocess.run(
+        [sys.executable, "-c", ORPHAN_WRITER, sqlite_url], capture_output=True, text=True, timeout=60
+    )
+    assert started.returncode == 0, started.stderr
+    writer, holder = (int(pid) for pid in started.stdout.split())
+    try:
+        deadline = time.monotonic() + 30
+        while process_running(writer) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not process_running(writer), "the writer process outlived its receiver"
+        assert process_running(holder)  # the socket was still open: no end of file ended the writer
+    finally:
+        os.kill(holder, signal.SIGKILL)
+        if process_running(writer):
+            os.kill(writer, signal.SIGKILL)

@@ -241,6 +241,27 @@ def test_connection_of_another_type_is_unknown(
     assert_refused(client.post("/webhooks/some_http/system", json=system_body(1)), 404, stored)
 
 
+def test_failed_connection_lookup_is_503_then_the_resend_is_stored(sqlite_url: str, stored: Any) -> None:
+    backend_up = False
+
+    def lookup(conn_id: str) -> dict[str, Any] | None:
+        if not backend_up:
+            raise ConnectionError("secrets backend unreachable")
+        return {"webhook_secrets": [SECRET]} if conn_id == CONN_ID else None
+
+    # No caching of unknown ids (nor, then, of failures): the recovery is seen at once.
+    app = create_app(queue_url=sqlite_url, connection_lookup=lookup, unknown_conn_cache_seconds=0)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        # The project may exist: not a 404, which the sender would take as final.
+        response = post_json(client, system_body(1))
+        assert (response.status_code, response.headers["Retry-After"]) == (503, "5")
+        assert "unreachable" not in response.text
+        assert stored() == []
+        backend_up = True
+        assert post_json(client, system_body(1)).status_code == 200
+        assert len(stored()) == 1
+
+
 @pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json", "/", "/webhooks", SYSTEM + "/"])
 def test_no_documentation_or_other_routes(client: TestClient, path: str) -> None:
     assert client.get(path).status_code == 404
