@@ -27,7 +27,9 @@ from tests.webhooks.conftest import (
 def test_importing_the_plugin_does_no_io(tmp_path: Path) -> None:
     queue_file = tmp_path / "never-created.db"
     code = (
+        "import sys\n"
         "from airflow_provider_iterable.plugins import IterableWebhooksPlugin as P\n"
+        "assert 'fastapi' not in sys.modules, 'importing the plugin imported FastAPI'\n"
         "(app,) = [a['app'] for a in P.fastapi_apps]\n"
         "assert P.fastapi_apps[0]['url_prefix'] == '/iterable'\n"
         "assert app.state.receiver.writer is None\n"
