@@ -1,8 +1,12 @@
 """Exceptions raised by the Iterable provider.
 
-Every exception derives from :class:`IterableError`. None of them ever carries the API key: the
-hook builds their messages from the endpoint template, the HTTP status and Iterable's own
-``code``/``msg``, never from request headers.
+Every exception the provider raises derives from :class:`IterableError`. Those a task retry
+cannot fix (a bad argument or connection, a call whose outcome is unknown and must not be
+repeated) are also Airflow's :class:`~airflow.sdk.exceptions.AirflowFailException`, so Airflow
+fails the task at once instead of retrying it.
+
+None of them ever carries the API key: the hook builds their messages from the endpoint
+template, the HTTP status and Iterable's own ``code``/``msg``, never from request headers.
 """
 
 from __future__ import annotations
@@ -10,7 +14,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 __all__ = [
+    "ConnectionLookupError",
     "IterableApiError",
     "IterableAuthError",
     "IterableConfigError",
@@ -19,6 +26,9 @@ __all__ = [
     "IterableNotFoundError",
     "IterableOutcomeUnknownError",
     "IterableRateLimitError",
+    "QueueUnavailableError",
+    "WebhookRejectedError",
+    "WriterProcessError",
 ]
 
 # Iterable's ``params`` can be large (bulk answers list every failed e-mail); an exception
@@ -30,10 +40,11 @@ class IterableError(Exception):
     """Base class of every error raised by the Iterable provider."""
 
 
-class IterableConfigError(IterableError, ValueError):
-    """Raise when a connection or an argument is unusable (no API key, unknown region, ...).
+class IterableConfigError(IterableError, AirflowFailException, ValueError):
+    """Raise when a connection, a setting or an argument is unusable (no API key, unknown region, ...).
 
-    It is a :class:`ValueError` too, so callers that validate input generically catch it.
+    A task retry cannot fix it, so it is an ``AirflowFailException``; it is a :class:`ValueError`
+    too, so callers that validate input generically catch it.
     """
 
 
@@ -125,12 +136,13 @@ class IterableRateLimitError(IterableApiError):
     """Raise when Iterable still answers 429 after the retries, or asks to wait past the deadline."""
 
 
-class IterableOutcomeUnknownError(IterableError):
+class IterableOutcomeUnknownError(IterableError, AirflowFailException):
     """Raise when a call that must not be repeated may or may not have reached Iterable.
 
     ``sms/target``, ``email/target``, ``workflows/triggerWorkflow``, ``POST lists`` and
     ``events/track`` without an ``id`` can send or create twice when repeated, so after a read
-    timeout, a dropped connection or a 5xx the hook stops and says so instead of retrying.
+    timeout, a dropped connection or a 5xx the hook stops and says so instead of retrying. A task
+    retry would repeat it too, so it is an ``AirflowFailException``.
 
     :param endpoint: the endpoint as ``"METHOD /api/path-template"``.
     :param reason: what happened (``"read timeout after 30 s"``, ``"HTTP 500"``, ...).
@@ -185,3 +197,36 @@ def _rebuild_connection_error(
     message: str, endpoint: str | None, reason: str | None, retryable: bool
 ) -> IterableConnectionError:
     return IterableConnectionError(message, endpoint=endpoint, reason=reason, retryable=retryable)
+
+
+class QueueUnavailableError(IterableError):
+    """The event queue cannot commit or read right now (locked, read-only, full, server down).
+
+    Raised instead of the driver's or SQLAlchemy's own errors, so a caller needs to know one
+    exception type: the receiver answers 503 with ``Retry-After``, a trigger retries its poll.
+    Nothing was written when it is raised from a write.
+    """
+
+
+class WriterProcessError(IterableError):
+    """The receiver's writer process could not store an event for a reason other than the store being down."""
+
+
+class ConnectionLookupError(IterableError):
+    """A webhook's connection could not be looked up right now; says nothing about whether it exists."""
+
+
+class WebhookRejectedError(IterableError):
+    """A webhook delivery refused with a 4xx.
+
+    :param status: the HTTP status to answer.
+    :param detail: a short fixed description; never contains data from the request.
+    """
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.status, self.detail))

@@ -302,7 +302,7 @@ def _postgres_database(admin_url: str) -> Iterator[str]:
 
 
 def _stored_count(queue_url: str) -> int:
-    from airflow_provider_iterable.queue import EventQueue, admin
+    from airflow_provider_iterable.event_queue import EventQueue, admin
 
     queue = EventQueue(queue_url)
     try:

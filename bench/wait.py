@@ -42,7 +42,7 @@ if str(REPO_ROOT) not in sys.path:
 from sqlalchemy import event  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
-from airflow_provider_iterable.queue import EventQueue, NewEvent  # noqa: E402
+from airflow_provider_iterable.event_queue import EventQueue, NewEvent  # noqa: E402
 from airflow_provider_iterable.triggers import IterableWebhookTrigger  # noqa: E402
 
 POSTGRES_ENV = "ITERABLE_TEST_POSTGRES_URL"

@@ -201,8 +201,8 @@ def run_event_driven(services: Any, home: Path) -> bool:
     from airflow.utils.session import create_session
     from sqlalchemy import select, update
 
+    from airflow_provider_iterable.event_queue import EventQueue
     from airflow_provider_iterable.hooks.iterable import IterableHook
-    from airflow_provider_iterable.queue import EventQueue
     from airflow_provider_iterable.triggers import IterableWebhookTrigger
 
     sim = services.simulator

@@ -10,7 +10,7 @@ from airflow.sdk import BaseSensorOperator, Context
 from airflow.sdk.bases.sensor import PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_provider_iterable.queue import EventQueue, QueueUnavailableError
+from airflow_provider_iterable.event_queue import EventQueue, QueueUnavailableError
 from airflow_provider_iterable.triggers.webhook import (
     _MISSING,
     DEFAULT_POLL_INTERVAL,

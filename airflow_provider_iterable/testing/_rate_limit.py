@@ -6,29 +6,11 @@ import threading
 import time
 from collections.abc import Mapping
 
-#: Iterable's documented per-project limits in requests per second, by endpoint key.
-DEFAULT_RATE_LIMITS: dict[str, float] = {
-    "POST /api/events/track": 2000.0,
-    "POST /api/users/update": 500.0,
-    "GET /api/users/getByEmail": 100.0,
-    "GET /api/users/{email}": 100.0,
-    "GET /api/users/byUserId": 100.0,
-    "GET /api/users/byUserId/{userId}": 100.0,
-    "DELETE /api/users/{email}": 100.0,
-    "DELETE /api/users/byUserId/{userId}": 100.0,
-    "GET /api/lists": 100.0,
-    "GET /api/channels": 100.0,
-    "GET /api/messageTypes": 100.0,
-    "GET /api/campaigns": 100.0,
-    "POST /api/events/trackBulk": 10.0,
-    "POST /api/users/bulkUpdate": 5.0,
-    "GET /api/users/getFields": 3.0,
-    "GET /api/lists/getUsers": 5.0 / 60.0,
-    "GET /api/lists/{listId}/size": 5.0 / 60.0,
-}
+from airflow_provider_iterable.hooks._rate_limit import DEFAULT_RATE_LIMITS, UNDOCUMENTED_RATE_LIMIT
 
-#: Limit for endpoints whose limit Iterable does not document (``lists/subscribe``, ``sms/target``, ...).
-UNDOCUMENTED_RATE_LIMIT = 10.0
+# One table for the hook's pacing and the simulator's 429s: they must agree, or the simulator
+# would test the hook against limits Iterable does not have.
+__all__ = ["DEFAULT_RATE_LIMITS", "UNDOCUMENTED_RATE_LIMIT", "RateLimiter"]
 
 
 class _Bucket:

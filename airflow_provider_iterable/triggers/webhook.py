@@ -1,7 +1,7 @@
 """Wait for Iterable webhook events in the event queue, for deferred sensors and asset watchers.
 
 The receiver stores every system and journey webhook in the event queue; this trigger reads the
-queue asynchronously (:class:`~airflow_provider_iterable.queue.AsyncEventReader`) and fires on
+queue asynchronously (:class:`~airflow_provider_iterable.event_queue.AsyncEventReader`) and fires on
 events that match its filters. It works in two modes:
 
 - **sensor** (a deferred task): yield the first matching event in the window (received since
@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 from airflow.triggers.shared_stream import AdvanceItem, SharedStreamProducer
 
-from airflow_provider_iterable.queue import AsyncEventReader, StoredEvent
+from airflow_provider_iterable.event_queue import AsyncEventReader, StoredEvent, notice_backend
 
 if TYPE_CHECKING:
-    from airflow_provider_iterable.queue import EventQueue
+    from airflow_provider_iterable.event_queue import EventQueue
 
 log = logging.getLogger(__name__)
 
@@ -419,8 +419,7 @@ class _QueueStreamProducer(SharedStreamProducer):
     async def _open_reader(self) -> AsyncEventReader:
         if self._reader is None:
             # Resolving the configured URL may run a ``_cmd``/``_secret`` lookup: not in the loop.
-            url = self.queue_url if self.queue_url is not None else await asyncio.to_thread(_config_queue_url)
-            self._reader = AsyncEventReader(url)
+            self._reader = await open_reader(self.queue_url)
         return self._reader
 
     async def open_stream(self) -> AsyncIterator[tuple[Any, Any]]:
@@ -508,6 +507,23 @@ def _config_queue_url() -> str:
     from airflow_provider_iterable import config
 
     return config.queue_url()
+
+
+async def open_reader(queue_url: str | None) -> AsyncEventReader:
+    """Open a reader on ``queue_url``, or on ``[iterable] queue_url`` when it is ``None``.
+
+    The first time a triggerer opens a queue it logs what the backend implies for the deployment.
+
+    :param queue_url: SQLAlchemy URL of the event queue, or ``None``.
+    """
+
+    def resolve() -> str:
+        # A ``_cmd``/``_secret`` lookup and a look at the mount table: not in the event loop.
+        url = queue_url if queue_url is not None else _config_queue_url()
+        notice_backend(url)
+        return url
+
+    return AsyncEventReader(await asyncio.to_thread(resolve))
 
 
 # -- the trigger ---------------------------------------------------------------------------------
@@ -656,8 +672,7 @@ class IterableWebhookTrigger(BaseEventTrigger):
         return self.consumer or default_consumer_name(self.serialize()[1])
 
     async def _new_reader(self) -> AsyncEventReader:
-        url = self.queue_url if self.queue_url is not None else await asyncio.to_thread(_config_queue_url)
-        return AsyncEventReader(url)
+        return await open_reader(self.queue_url)
 
     async def poll_once(
         self, reader: AsyncEventReader | None = None, *, after_id: int | None = None, first_only: bool = False

@@ -26,9 +26,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from airflow_provider_iterable import config
-from airflow_provider_iterable.queue import EventQueue, QueueUnavailableError
+from airflow_provider_iterable.event_queue import EventQueue, QueueUnavailableError, notice_backend
+from airflow_provider_iterable.exceptions import ConnectionLookupError, WebhookRejectedError
 from airflow_provider_iterable.webhooks.body import (
-    BadRequest,
     ClientGone,
     body_format,
     parse_form,
@@ -37,7 +37,7 @@ from airflow_provider_iterable.webhooks.body import (
     read_body,
 )
 from airflow_provider_iterable.webhooks.classify import classify
-from airflow_provider_iterable.webhooks.connections import ConnectionCache, ConnectionLookupError, make_lookup
+from airflow_provider_iterable.webhooks.connections import ConnectionCache, make_lookup
 from airflow_provider_iterable.webhooks.writer import GroupCommitWriter, Purger
 from airflow_provider_iterable.webhooks.writer_process import ProcessWriter
 
@@ -146,6 +146,9 @@ class Receiver:
             self._retention_days if self._retention_days is not None else config.webhook_retention_days()
         )
         queue_url = self._queue_url
+        # Said at the receiver's start (and the triggerer's), where it helps: not by every
+        # console command that opens the queue.
+        notice_backend(queue_url if queue_url is not None else config.queue_url())
         busy_timeout = self._busy_timeout
         writer: GroupCommitWriter | ProcessWriter
         if self._writer_mode == "process":
@@ -231,15 +234,15 @@ class Receiver:
             if self._freeze_gc:
                 self._freeze()
             if auth is None:
-                raise BadRequest(404, "unknown connection")
+                raise WebhookRejectedError(404, "unknown connection")
             headers = request.headers
             if not auth.check(headers.get(auth.header_lower)):
-                raise BadRequest(401, "missing or invalid webhook secret")
+                raise WebhookRejectedError(401, "missing or invalid webhook secret")
             payload, query = await self._read_payload(request, kind)
             event = classify(
                 conn_id=conn_id, kind=kind, payload=payload, query=query, path_workflow_id=path_id
             )
-        except BadRequest as exc:
+        except WebhookRejectedError as exc:
             # The connection id is the sender's text: logged with %r, so it cannot forge lines.
             log.debug("Webhook %s for %r refused: %d %s", kind, conn_id, exc.status, exc.detail)
             return _error(exc.status, exc.detail)
@@ -280,7 +283,7 @@ class Receiver:
             try:
                 declared = int(length_header)
             except ValueError:
-                raise BadRequest(400, "invalid Content-Length") from None
+                raise WebhookRejectedError(400, "invalid Content-Length") from None
         body = await read_body(request.receive, limit=self.limit, declared_length=declared)
         parse = parse_json_object if fmt == "json" else parse_form
         if len(body) > PARSE_IN_THREAD_BYTES:

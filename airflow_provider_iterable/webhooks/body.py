@@ -1,6 +1,6 @@
 """Read and parse webhook bodies strictly, with bounded memory.
 
-Everything here turns bad input into :class:`BadRequest` (a 4xx with a short, fixed message that
+Everything here turns bad input into :class:`WebhookRejectedError` (a 4xx with a short, fixed message that
 never echoes the input). The body is read from the ASGI channel chunk by chunk and reading stops
 as soon as it passes the limit, whatever ``Content-Length`` claims or when there is none
 (chunked), so an oversize body costs at most one chunk beyond the limit in memory.
@@ -13,6 +13,8 @@ import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
+
+from airflow_provider_iterable.exceptions import IterableError, WebhookRejectedError
 
 #: Deepest nesting of objects and arrays accepted in a JSON body. Iterable's bodies are a few
 #: levels deep; a limit keeps the parser (recursive in C) and every later walk cheap.
@@ -27,20 +29,7 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
-class BadRequest(Exception):
-    """A delivery refused with a 4xx.
-
-    :param status: The HTTP status to answer.
-    :param detail: A short fixed description; never contains data from the request.
-    """
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
-class ClientGone(Exception):
+class ClientGone(IterableError):
     """The sender disconnected before the body was complete."""
 
 
@@ -64,18 +53,18 @@ def body_format(content_type: str | None, *, allow_form: bool) -> str:
 
     :param content_type: The request's ``Content-Type`` header.
     :param allow_form: Whether ``application/x-www-form-urlencoded`` is accepted.
-    :raises BadRequest: 415 for any other type, or a charset other than UTF-8.
+    :raises WebhookRejectedError: 415 for any other type, or a charset other than UTF-8.
     """
     mtype, params = media_type(content_type)
     charset = params.get("charset")
     if charset is not None and charset not in ("utf-8", "utf8"):
-        raise BadRequest(415, "unsupported charset: send UTF-8")
+        raise WebhookRejectedError(415, "unsupported charset: send UTF-8")
     if mtype in JSON_TYPES or (mtype.startswith("application/") and mtype.endswith("+json")):
         return "json"
     if allow_form and mtype == FORM_TYPE:
         return "form"
     wanted = "application/json or application/x-www-form-urlencoded" if allow_form else "application/json"
-    raise BadRequest(415, f"unsupported content type: send {wanted}")
+    raise WebhookRejectedError(415, f"unsupported content type: send {wanted}")
 
 
 async def read_body(receive: Receive, *, limit: int, declared_length: int | None) -> bytes:
@@ -85,11 +74,11 @@ async def read_body(receive: Receive, *, limit: int, declared_length: int | None
     :param limit: The largest body accepted, in bytes.
     :param declared_length: The ``Content-Length`` header, if any (checked first, but never
         trusted: the bytes are counted as they come).
-    :raises BadRequest: 413 when the body is larger than ``limit``.
+    :raises WebhookRejectedError: 413 when the body is larger than ``limit``.
     :raises ClientGone: When the sender disconnects first.
     """
     if declared_length is not None and declared_length > limit:
-        raise BadRequest(413, f"body larger than {limit} bytes")
+        raise WebhookRejectedError(413, f"body larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -104,7 +93,7 @@ async def read_body(receive: Receive, *, limit: int, declared_length: int | None
             size += len(chunk)
             if size > limit:
                 # Stop here: the rest is never read (the server drops the connection).
-                raise BadRequest(413, f"body larger than {limit} bytes")
+                raise WebhookRejectedError(413, f"body larger than {limit} bytes")
             chunks.append(chunk)
         if not message.get("more_body", False):
             break
@@ -128,7 +117,7 @@ def check_value(value: Any) -> None:
     Walks iteratively, so no input can exhaust the stack.
 
     :param value: A parsed JSON value or form dict.
-    :raises BadRequest: 400 when nesting is deeper than :data:`MAX_JSON_DEPTH`, or a key or
+    :raises WebhookRejectedError: 400 when nesting is deeper than :data:`MAX_JSON_DEPTH`, or a key or
         string holds ``\\u0000`` or a lone surrogate.
     """
     stack: list[tuple[Any, int]] = [(value, 0)]
@@ -138,40 +127,40 @@ def check_value(value: Any) -> None:
             _check_string(item)
         elif isinstance(item, dict):
             if depth >= MAX_JSON_DEPTH:
-                raise BadRequest(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+                raise WebhookRejectedError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
             for key, child in item.items():
                 _check_string(key)
                 stack.append((child, depth + 1))
         elif isinstance(item, list):
             if depth >= MAX_JSON_DEPTH:
-                raise BadRequest(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+                raise WebhookRejectedError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
             stack.extend((child, depth + 1) for child in item)
 
 
 def _check_string(text: str) -> None:
     if "\x00" in text:
-        raise BadRequest(400, "strings must not contain \\u0000")
+        raise WebhookRejectedError(400, "strings must not contain \\u0000")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise BadRequest(400, "strings must not contain lone surrogates") from None
+        raise WebhookRejectedError(400, "strings must not contain lone surrogates") from None
 
 
 def _body_text(body: bytes) -> str:
     """Decode a body that must not be empty (both JSON and forms)."""
     if not body.strip():
-        raise BadRequest(400, "empty body")
+        raise WebhookRejectedError(400, "empty body")
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
-        raise BadRequest(400, "body is not valid UTF-8") from None
+        raise WebhookRejectedError(400, "body is not valid UTF-8") from None
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
     """Parse a JSON body that must be an object.
 
     :param body: The raw body.
-    :raises BadRequest: 400 for an empty body, invalid UTF-8 or JSON, a non-object, NaN or
+    :raises WebhookRejectedError: 400 for an empty body, invalid UTF-8 or JSON, a non-object, NaN or
         Infinity, numbers out of range, too deep nesting or forbidden strings.
     """
     text = _body_text(body)
@@ -180,11 +169,11 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     try:
         value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
-        raise BadRequest(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+        raise WebhookRejectedError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError:  # JSONDecodeError, NaN/Infinity, huge numbers
-        raise BadRequest(400, "body is not valid JSON") from None
+        raise WebhookRejectedError(400, "body is not valid JSON") from None
     if not isinstance(value, dict):
-        raise BadRequest(400, "body must be a JSON object")
+        raise WebhookRejectedError(400, "body must be a JSON object")
     if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH or "\\u" in text or "\x00" in text:
         check_value(value)
     return value
@@ -194,7 +183,7 @@ def parse_pairs(text: str) -> dict[str, Any]:
     """Parse ``a=1&b=2&b=3`` into ``{"a": "1", "b": ["2", "3"]}`` (repeated keys become lists).
 
     :param text: A form body or query string (already decoded from bytes).
-    :raises BadRequest: 400 for invalid percent-encoded UTF-8, too many fields or forbidden
+    :raises WebhookRejectedError: 400 for invalid percent-encoded UTF-8, too many fields or forbidden
         characters.
     """
     try:
@@ -202,9 +191,9 @@ def parse_pairs(text: str) -> dict[str, Any]:
             text, keep_blank_values=True, encoding="utf-8", errors="strict", max_num_fields=MAX_FORM_FIELDS
         )
     except UnicodeDecodeError:
-        raise BadRequest(400, "form or query is not valid UTF-8") from None
+        raise WebhookRejectedError(400, "form or query is not valid UTF-8") from None
     except ValueError:
-        raise BadRequest(400, f"more than {MAX_FORM_FIELDS} form or query fields") from None
+        raise WebhookRejectedError(400, f"more than {MAX_FORM_FIELDS} form or query fields") from None
     result: dict[str, Any] = {}
     for key, value in pairs:
         _check_string(key)
@@ -224,7 +213,7 @@ def parse_form(body: bytes) -> dict[str, Any]:
     """Parse a form-encoded body.
 
     :param body: The raw body.
-    :raises BadRequest: 400 for an empty or invalid body.
+    :raises WebhookRejectedError: 400 for an empty or invalid body.
     """
     return parse_pairs(_body_text(body))
 
@@ -233,12 +222,12 @@ def parse_query(raw: bytes) -> dict[str, Any]:
     """Parse an ASGI ``query_string``.
 
     :param raw: The raw query string bytes.
-    :raises BadRequest: 400 when it is not valid UTF-8.
+    :raises WebhookRejectedError: 400 when it is not valid UTF-8.
     """
     if not raw:
         return {}
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise BadRequest(400, "query string is not valid UTF-8") from None
+        raise WebhookRejectedError(400, "query string is not valid UTF-8") from None
     return parse_pairs(text)

@@ -14,8 +14,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_iterable.queue import NewEvent
-from airflow_provider_iterable.webhooks.body import BadRequest
+from airflow_provider_iterable.event_queue import NewEvent
+from airflow_provider_iterable.exceptions import WebhookRejectedError
 
 #: Ids are stored as 64-bit integers; anything larger cannot be an Iterable id.
 MAX_ID = 2**63 - 1
@@ -88,25 +88,27 @@ def journey_id(path_id: str | None, query: Mapping[str, Any], payload: Mapping[s
     :param path_id: The id from the URL path (already checked to be digits), or ``None``.
     :param query: The parsed query string.
     :param payload: The parsed body.
-    :raises BadRequest: 404 when the query's id is not a number (the URL names no journey),
+    :raises WebhookRejectedError: 404 when the query's id is not a number (the URL names no journey),
         400 when no id is given or the payload's is not a number.
     """
     if path_id is not None:
         number = int_like(path_id)
         if number is None:
-            raise BadRequest(404, "journey id must be a number")
+            raise WebhookRejectedError(404, "journey id must be a number")
         return number
     if "workflowId" in query:
         number = int_like(_first(query["workflowId"]))
         if number is None:
-            raise BadRequest(404, "journey id must be a number")
+            raise WebhookRejectedError(404, "journey id must be a number")
         return number
     if "workflowId" in payload:
         number = int_like(_first(payload["workflowId"]))
         if number is None:
-            raise BadRequest(400, "payload workflowId must be a number")
+            raise WebhookRejectedError(400, "payload workflowId must be a number")
         return number
-    raise BadRequest(400, "no journey id: put it in the URL, a workflowId query parameter or the payload")
+    raise WebhookRejectedError(
+        400, "no journey id: put it in the URL, a workflowId query parameter or the payload"
+    )
 
 
 def classify(
@@ -117,14 +119,14 @@ def classify(
     query: dict[str, Any],
     path_workflow_id: str | None = None,
 ) -> NewEvent:
-    """Build the :class:`~airflow_provider_iterable.queue.NewEvent` for a parsed delivery.
+    """Build the :class:`~airflow_provider_iterable.event_queue.NewEvent` for a parsed delivery.
 
     :param conn_id: The connection id from the URL.
     :param kind: ``"system"`` or ``"journey"``.
     :param payload: The parsed body (or, for a body-less journey call, its query parameters).
     :param query: The parsed query string.
     :param path_workflow_id: The journey id from the URL path, if the route has one.
-    :raises BadRequest: When a journey id is missing or malformed.
+    :raises WebhookRejectedError: When a journey id is missing or malformed.
     """
     data_fields = payload.get("dataFields")
     if not isinstance(data_fields, dict):

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from airflow_provider_iterable.queue import EventQueue
+    from airflow_provider_iterable.event_queue import EventQueue
 
 APP_FACTORY = "airflow_provider_iterable.webhooks.app:create_standalone_app"
 
@@ -106,7 +106,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def _queue(args: argparse.Namespace) -> EventQueue:
     # Imported here: ``serve`` never needs the synchronous queue in this process.
-    from airflow_provider_iterable.queue import EventQueue
+    from airflow_provider_iterable.event_queue import EventQueue
 
     return EventQueue(args.queue_url or None)
 
@@ -137,7 +137,7 @@ def tail(args: argparse.Namespace) -> int:
 
     :param args: Parsed ``tail`` arguments.
     """
-    from airflow_provider_iterable.queue import admin
+    from airflow_provider_iterable.event_queue import admin
 
     with _queue(args) as queue:
         found = admin.tail(
@@ -165,7 +165,7 @@ def stats(args: argparse.Namespace) -> int:
 
     :param args: Parsed ``stats`` arguments.
     """
-    from airflow_provider_iterable.queue import admin
+    from airflow_provider_iterable.event_queue import admin
 
     with _queue(args) as queue:
         summary = admin.stats(queue)
@@ -178,7 +178,7 @@ def infer_schema(args: argparse.Namespace) -> int:
 
     :param args: Parsed ``infer-schema`` arguments.
     """
-    from airflow_provider_iterable.queue import admin
+    from airflow_provider_iterable.event_queue import admin
 
     with _queue(args) as queue:
         try:
@@ -256,7 +256,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     :param argv: Arguments (default ``sys.argv[1:]``).
     """
     args = build_parser().parse_args(argv)
+    _log_to_stderr()
     return int(args.func(args) or 0)
+
+
+def _log_to_stderr() -> None:
+    """Send every log line to stderr, so that stdout carries only the command's output.
+
+    Importing Airflow (the queue's configuration, the connection lookup) sets up its logging to
+    write to stdout; ``tail --json > events.jsonl`` must stay valid JSON Lines. Airflow's levels
+    and formats are kept: only the stream changes.
+    """
+    import logging
+
+    # Imported first: it sets up Airflow's logging, whose stream is then moved.
+    import airflow_provider_iterable.exceptions  # noqa: F401
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
+    try:
+        import structlog
+    except ImportError:  # pragma: no cover - Airflow brings structlog
+        return
+    factory: Any = structlog.get_config().get("logger_factory")
+    if getattr(factory, "io", None) is sys.stdout:
+        factory.io = sys.stderr
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from airflow_provider_iterable.exceptions import ConnectionLookupError
 from airflow_provider_iterable.webhooks.auth import WebhookAuth, auth_from_extra
 
 log = logging.getLogger(__name__)
@@ -47,10 +48,6 @@ MAX_CACHE_ENTRIES = 10_000
 FAILED_LOOKUP_TTL = 5.0
 
 ConnectionLookup = Callable[[str], "WebhookAuth | None"]
-
-
-class ConnectionLookupError(Exception):
-    """The connection could not be looked up right now; says nothing about whether it exists."""
 
 
 def lookup_airflow_connection(conn_id: str) -> WebhookAuth | None:

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from airflow_provider_iterable.queue import EventQueue, NewEvent, QueueUnavailableError
+from airflow_provider_iterable.event_queue import EventQueue, NewEvent, QueueUnavailableError
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,8 @@ import sys
 import time
 from typing import Any
 
-from airflow_provider_iterable.queue import EventQueue, NewEvent, QueueUnavailableError
+from airflow_provider_iterable.event_queue import EventQueue, NewEvent, QueueUnavailableError
+from airflow_provider_iterable.exceptions import WriterProcessError
 from airflow_provider_iterable.webhooks.writer import LocalQueue, store_batch
 
 log = logging.getLogger(__name__)
@@ -60,10 +61,6 @@ QUEUE_URL_ENV = "AIRFLOW_PROVIDER_ITERABLE_WRITER_QUEUE_URL"
 #: Error kinds carried back from the writer process.
 _UNAVAILABLE = "unavailable"
 _FAILED = "failed"
-
-
-class WriterProcessError(Exception):
-    """The writer process could not store an event for a reason other than the store being down."""
 
 
 def _frame(obj: Any) -> bytes:

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import httpx
 
-from airflow_provider_iterable.queue import EventQueue
+from airflow_provider_iterable.event_queue import EventQueue
 from airflow_provider_iterable.triggers import IterableWebhookTrigger
 from tests.sensors.conftest import WEBHOOK_SECRET, Receiver
 from tests.triggers.helpers import SharedStreamDriver, wait_until

@@ -10,9 +10,9 @@ from typing import Any
 from airflow.triggers.base import TriggerEvent
 from airflow.triggers.shared_stream import SharedStreamManager
 
-from airflow_provider_iterable.queue import NewEvent
+from airflow_provider_iterable.event_queue import NewEvent
 from airflow_provider_iterable.triggers import IterableWebhookTrigger
-from tests.queue.conftest import make_event
+from tests.event_queue.conftest import make_event
 
 
 def new_event(

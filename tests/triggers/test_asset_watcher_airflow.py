@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_iterable.queue import EventQueue
+from airflow_provider_iterable.event_queue import EventQueue
 from airflow_provider_iterable.triggers import IterableWebhookTrigger
 from airflow_provider_iterable.triggers.webhook import CURSOR_KEY_PREFIX
 from tests.conftest import REPO_ROOT

@@ -10,7 +10,7 @@ import pytest
 from airflow.sdk import Asset, AssetWatcher
 
 from airflow_provider_iterable.assets import iterable_webhook_asset, webhook_events
-from airflow_provider_iterable.queue import EventQueue
+from airflow_provider_iterable.event_queue import EventQueue
 from airflow_provider_iterable.queues.iterable import IterableMessageQueueProvider
 from airflow_provider_iterable.triggers import IterableWebhookTrigger
 from tests.triggers.helpers import new_event

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_iterable.queue import EventQueue
+from airflow_provider_iterable.event_queue import EventQueue
 from airflow_provider_iterable.triggers import IterableWebhookTrigger
-from tests.queue.conftest import build_sqlite_queue
+from tests.event_queue.conftest import build_sqlite_queue
 from tests.triggers.helpers import InMemoryAssetStore, SharedStreamDriver, new_event, wait_until
 
 ROWS = 1_000_000

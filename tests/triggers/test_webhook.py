@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from airflow_provider_iterable.queue import EventQueue
+from airflow_provider_iterable.event_queue import EventQueue
 from airflow_provider_iterable.triggers import IterableWebhookTrigger
 from airflow_provider_iterable.triggers.webhook import (
     CURSOR_KEY_PREFIX,

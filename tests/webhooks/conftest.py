@@ -231,7 +231,7 @@ def post(
 
 def count_rows(queue_url: str) -> int:
     """Return how many events the queue holds."""
-    from airflow_provider_iterable.queue import EventQueue
+    from airflow_provider_iterable.event_queue import EventQueue
 
     queue = EventQueue(queue_url)
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airflow_provider_iterable.queue import EventQueue
+from airflow_provider_iterable.event_queue import EventQueue
 from tests.webhooks.conftest import SECRET, auth_headers, process_running, system_body, writer_processes
 
 CONN_ID = "iterable_metadata_db"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -67,6 +68,29 @@ def test_serve_then_tail_stats_infer_schema_and_purge(tmp_path: Path) -> None:
     assert purge.returncode == 0, purge.stderr
     assert json.loads(purge.stdout) == {"purged": 4}
     assert json.loads(run_cli("stats", "--queue-url", url, "--json").stdout)["total"] == 0
+
+
+def test_machine_readable_output_stays_parseable_with_the_configured_queue(tmp_path: Path) -> None:
+    # The queue comes from [iterable] queue_url (which imports Airflow and its logging), as a
+    # user runs ``iterable-webhooks infer-schema > schema.json``: stdout holds only the output.
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    with ReceiverProcess(url) as receiver:
+        assert post(receiver.url, system_body(1)).status_code == 200
+    env = {**os.environ, "AIRFLOW__ITERABLE__QUEUE_URL": url}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, env=env)
+
+    tail = run("tail", "--json")
+    assert tail.returncode == 0, tail.stderr
+    assert [json.loads(line)["kind"] for line in tail.stdout.splitlines()] == ["system"]
+    stats = run("stats", "--json")
+    assert json.loads(stats.stdout)["total"] == 1
+    schema = run("infer-schema", "--event-name", "emailSend")
+    assert json.loads(schema.stdout)["type"] == "object"
+    # The deployment notice belongs to the receiver's and triggerer's start, not to these.
+    for result in (tail, stats, schema):
+        assert "SQLite file" not in result.stdout + result.stderr
 
 
 def test_serve_rejects_bad_workers() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airflow_provider_iterable.queue import AsyncEventReader
+from airflow_provider_iterable.event_queue import AsyncEventReader
 from tests.webhooks.conftest import CONN_ID, ReceiverProcess, auth_headers, count_rows, system_body
 
 TOTAL = 5_000

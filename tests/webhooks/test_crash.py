@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airflow_provider_iterable.queue import EventQueue
-from airflow_provider_iterable.queue.schema import events
+from airflow_provider_iterable.event_queue import EventQueue
+from airflow_provider_iterable.event_queue.schema import events
 from tests.webhooks.conftest import CONN_ID, ReceiverProcess, auth_headers, system_body
 
 TOTAL = 5_000

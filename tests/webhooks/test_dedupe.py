@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from airflow_provider_iterable.queue import EventQueue
+from airflow_provider_iterable.event_queue import EventQueue
 from airflow_provider_iterable.webhooks.classify import dedupe_key
 from tests.webhooks.conftest import CONN_ID, ReceiverProcess, auth_headers, system_body
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from airflow_provider_iterable.queue import EventQueue
+from airflow_provider_iterable.event_queue import EventQueue
 from tests.webhooks.conftest import CONN_ENV, CONN_ID, auth_headers, default_connection, system_body
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from airflow_provider_iterable.queue import EventQueue
+from airflow_provider_iterable.event_queue import EventQueue
 from airflow_provider_iterable.webhooks import auth as auth_module
 from airflow_provider_iterable.webhooks import create_app
 from tests.webhooks.conftest import (

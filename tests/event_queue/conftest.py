@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_iterable.queue import EventQueue, NewEvent
+from airflow_provider_iterable.event_queue import EventQueue, NewEvent
 
 _counter = itertools.count(1)
 

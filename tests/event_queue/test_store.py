@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from airflow_provider_iterable.queue import EventQueue, NewEvent, QueueUnavailableError, StoredEvent
-from airflow_provider_iterable.queue._common import network_filesystem, notice_backend
-from airflow_provider_iterable.queue.schema import SCHEMA_VERSION, normalize_url
-from tests.queue.conftest import Clock, make_event
+from airflow_provider_iterable.event_queue import EventQueue, NewEvent, QueueUnavailableError, StoredEvent
+from airflow_provider_iterable.event_queue._common import network_filesystem, notice_backend
+from airflow_provider_iterable.event_queue.schema import SCHEMA_VERSION, normalize_url
+from tests.event_queue.conftest import Clock, make_event
 
 
 def test_append_returns_increasing_ids_and_fetch_returns_them_in_order(queue: EventQueue) -> None:
@@ -285,7 +285,7 @@ def test_a_stale_cursor_stops_holding_events_back(
     clock.advance(days=-8)
     queue.set_cursor("abandoned", 0)  # last moved 8 days ago
     clock.advance(days=8)
-    with caplog.at_level(logging.WARNING, logger="airflow_provider_iterable.queue"):
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_iterable.event_queue"):
         assert queue.purge(retention_days=7) == 3
     assert [e.id for e in queue.fetch()] == ids[3:]
     assert any("abandoned" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
@@ -294,7 +294,7 @@ def test_a_stale_cursor_stops_holding_events_back(
 def test_purge_defaults_to_config_and_runs_in_batches(
     queue: EventQueue, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow_provider_iterable.queue import store
+    from airflow_provider_iterable.event_queue import store
 
     monkeypatch.setattr(store, "PURGE_BATCH", 7)  # several transactions for 30 rows
     monkeypatch.setenv("AIRFLOW__ITERABLE__WEBHOOK_RETENTION_DAYS", "2")
@@ -420,7 +420,7 @@ def test_network_filesystem_is_detected_from_the_mount_table(tmp_path: Path) -> 
 
 def test_sqlite_notice_is_logged_once_per_queue(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     url = f"sqlite:///{tmp_path / 'noticed.db'}"
-    with caplog.at_level(logging.INFO, logger="airflow_provider_iterable.queue"):
+    with caplog.at_level(logging.INFO, logger="airflow_provider_iterable.event_queue"):
         notice_backend(url)
         notice_backend(url)
         notice_backend("postgresql+psycopg://u@h/db")

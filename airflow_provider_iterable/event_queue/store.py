@@ -28,10 +28,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from airflow_provider_iterable import config
-from airflow_provider_iterable.queue import _common
-from airflow_provider_iterable.queue._common import translate_errors
-from airflow_provider_iterable.queue.events import NewEvent, QueueUnavailableError, StoredEvent
-from airflow_provider_iterable.queue.schema import (
+from airflow_provider_iterable.event_queue import _common
+from airflow_provider_iterable.event_queue._common import translate_errors
+from airflow_provider_iterable.event_queue.events import NewEvent, QueueUnavailableError, StoredEvent
+from airflow_provider_iterable.event_queue.schema import (
     EVENTS_TABLE,
     NOTIFY_CHANNEL,
     PG_WRITE_LOCK_KEY,
@@ -92,7 +92,6 @@ class EventQueue:
         )
         self._schema_ready = False
         self._schema_lock = threading.Lock()
-        _common.notice_backend(self.url)
 
     def __repr__(self) -> str:
         return f"EventQueue({safe_url(self.url)!r})"

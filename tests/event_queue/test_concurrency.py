@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from airflow_provider_iterable.queue import AsyncEventReader, EventQueue
-from tests.queue import _workers
-from tests.queue.conftest import make_event
+from airflow_provider_iterable.event_queue import AsyncEventReader, EventQueue
+from tests.event_queue import _workers
+from tests.event_queue.conftest import make_event
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -23,7 +23,7 @@ def _context() -> multiprocessing.context.BaseContext:
     everything again in each child.
     """
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["tests.queue._workers"])
+    ctx.set_forkserver_preload(["tests.event_queue._workers"])
     return ctx
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_iterable.queue import AsyncEventReader, EventQueue
-from airflow_provider_iterable.queue import reader as reader_module
-from tests.queue.conftest import Clock, make_event
+from airflow_provider_iterable.event_queue import AsyncEventReader, EventQueue
+from airflow_provider_iterable.event_queue import reader as reader_module
+from tests.event_queue.conftest import Clock, make_event
 
 
 def run(coro_fn: Callable[[], Awaitable[Any]]) -> Any:

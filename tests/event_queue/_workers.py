@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from airflow_provider_iterable.queue import EventQueue, NewEvent, QueueUnavailableError
+from airflow_provider_iterable.event_queue import EventQueue, NewEvent, QueueUnavailableError
 
 
 def _event(key: str, n: int) -> NewEvent:

@@ -17,9 +17,9 @@ import psycopg
 import pytest
 from sqlalchemy import event
 
-from airflow_provider_iterable.queue import AsyncEventReader, EventQueue, QueueUnavailableError
-from airflow_provider_iterable.queue.schema import PG_WRITE_LOCK_KEY
-from tests.queue.conftest import make_event
+from airflow_provider_iterable.event_queue import AsyncEventReader, EventQueue, QueueUnavailableError
+from airflow_provider_iterable.event_queue.schema import PG_WRITE_LOCK_KEY
+from tests.event_queue.conftest import make_event
 
 
 def _count(url: str) -> int:

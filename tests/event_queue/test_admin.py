@@ -8,15 +8,15 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from airflow_provider_iterable.queue import EventQueue
-from airflow_provider_iterable.queue.admin import (
+from airflow_provider_iterable.event_queue import EventQueue
+from airflow_provider_iterable.event_queue.admin import (
     JSON_SCHEMA_DIALECT,
     infer_schema,
     schema_from_payloads,
     stats,
     tail,
 )
-from tests.queue.conftest import Clock, make_event
+from tests.event_queue.conftest import Clock, make_event
 
 
 def test_tail_returns_the_newest_oldest_first(queue: EventQueue) -> None:

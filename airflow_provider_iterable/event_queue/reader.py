@@ -23,10 +23,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from airflow_provider_iterable import config
-from airflow_provider_iterable.queue import _common
-from airflow_provider_iterable.queue._common import translate_errors
-from airflow_provider_iterable.queue.events import QueueUnavailableError, StoredEvent
-from airflow_provider_iterable.queue.schema import (
+from airflow_provider_iterable.event_queue import _common
+from airflow_provider_iterable.event_queue._common import translate_errors
+from airflow_provider_iterable.event_queue.events import QueueUnavailableError, StoredEvent
+from airflow_provider_iterable.event_queue.schema import (
     NOTIFY_CHANNEL,
     async_url,
     create_schema,
@@ -192,7 +192,6 @@ class AsyncEventReader:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._rings_seen: int | None = None  # the doorbell count at this reader's last wait
         self._closed = False
-        _common.notice_backend(self.url)
 
     def __repr__(self) -> str:
         return f"AsyncEventReader({safe_url(self.url)!r})"

@@ -14,10 +14,10 @@ from typing import Any
 
 from sqlalchemy import and_, func, select
 
-from airflow_provider_iterable.queue._common import KINDS, row_to_event
-from airflow_provider_iterable.queue.events import StoredEvent
-from airflow_provider_iterable.queue.schema import consumers, events, safe_url, sqlite_path
-from airflow_provider_iterable.queue.store import EventQueue
+from airflow_provider_iterable.event_queue._common import KINDS, row_to_event
+from airflow_provider_iterable.event_queue.events import StoredEvent
+from airflow_provider_iterable.event_queue.schema import consumers, events, safe_url, sqlite_path
+from airflow_provider_iterable.event_queue.store import EventQueue
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 

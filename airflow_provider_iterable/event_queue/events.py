@@ -6,16 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-KINDS = ("system", "journey")
+from airflow_provider_iterable._values import KINDS
+from airflow_provider_iterable.exceptions import QueueUnavailableError
 
-
-class QueueUnavailableError(Exception):
-    """The event queue cannot commit or read right now (locked, read-only, full, server down).
-
-    Raised instead of the driver's or SQLAlchemy's own errors, so a caller needs to know one
-    exception type: the receiver answers 503 with ``Retry-After``, a trigger retries its poll.
-    Nothing was written when it is raised from a write.
-    """
+__all__ = ["KINDS", "NewEvent", "QueueUnavailableError", "StoredEvent"]
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
-from airflow_provider_iterable.queue.events import KINDS, QueueUnavailableError, StoredEvent
-from airflow_provider_iterable.queue.schema import consumers, events, safe_url, sqlite_path
+from airflow_provider_iterable.event_queue.events import KINDS, QueueUnavailableError, StoredEvent
+from airflow_provider_iterable.event_queue.schema import consumers, events, safe_url, sqlite_path
 
-log = logging.getLogger("airflow_provider_iterable.queue")
+log = logging.getLogger("airflow_provider_iterable.event_queue")
 
 #: The largest page a single fetch returns.
 MAX_FETCH_LIMIT = 10_000

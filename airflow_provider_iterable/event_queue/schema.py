@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.types import TypeDecorator
 
-from airflow_provider_iterable.queue.events import QueueUnavailableError
+from airflow_provider_iterable.event_queue.events import QueueUnavailableError
 
 SCHEMA_VERSION = 1
 
