@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 AIRFLOW_VERSION ?= 3.3.2
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint docs bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,12 @@ lint: install
 	$(VENV)/bin/ruff format --check airflow_provider_iterable tests bench example_dags demo
 	$(VENV)/bin/mypy
 
-## The whole suite: lint, types, and every test (slow reliability tests included).
+## The API reference from the docstrings (build/api/index.html); warnings and broken
+## cross-references fail the build.
+docs: install
+	$(VENV)/bin/sphinx-build -b html -E -a -W --keep-going -n -q docs/api build/api
+
+## The whole suite: lint, types, the API reference, and every test (slow reliability tests included).
 test: lint
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
@@ -42,4 +47,4 @@ bench: install
 	ITERABLE_TEST_POSTGRES_URL="$(BENCH_POSTGRES_URL)" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .airflow-demo build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-* .airflow-demo build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
