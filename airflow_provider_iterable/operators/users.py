@@ -20,7 +20,8 @@ from airflow_provider_iterable.operators._base import (
     pick_fields,
     required_str,
 )
-from airflow_provider_iterable.operators._batching import USER_SHAPE, IterableBulkBaseOperator
+from airflow_provider_iterable.operators._bulk import IterableBulkBaseOperator
+from airflow_provider_iterable.operators._records import USER_SHAPE
 
 
 class IterableUpsertUserOperator(IterableBaseOperator):
@@ -112,7 +113,7 @@ class IterableBulkUpsertUsersOperator(IterableBulkBaseOperator):
     The batching, file and failure parameters (``file_format``, ``field_types``, ``batch_size``,
     ``max_batch_bytes``, ``fail_on_partial_failure``, ``failed_ids_cap``, ``log_every_batches``,
     ``max_in_flight``) are described on
-    :class:`~airflow_provider_iterable.operators._batching.IterableBulkBaseOperator`.
+    :class:`~airflow_provider_iterable.operators._bulk.IterableBulkBaseOperator`.
     """
 
     template_fields: Sequence[str] = ("users", "users_file", "file_format")
