@@ -27,6 +27,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_iterable._values import is_whole_number
 from airflow_provider_iterable.operators._base import fail
 from airflow_provider_iterable.operators._summary import BulkSummary, Progress, split_accepted
 
@@ -168,7 +169,7 @@ class BatchLimits:
 
 
 def _at_least(value: Any, name: str, minimum: int, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_whole_number(value, minimum=minimum):
         raise fail(f"{name} must be a whole number of at least {minimum}{hint}, got {value!r}")
     return value
 

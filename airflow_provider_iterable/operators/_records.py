@@ -8,14 +8,13 @@ Iterable reports per record (a malformed e-mail address) is left to Iterable.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
-from airflow_provider_iterable.operators._base import fail, iterable_date_text, parse_datetime
+from airflow_provider_iterable._values import iterable_datetime, json_list, parse_datetime_text
+from airflow_provider_iterable.exceptions import IterableConfigError
+from airflow_provider_iterable.operators._base import fail
 
 #: The types ``field_types`` gives a CSV column.
 FIELD_TYPES = ("str", "int", "float", "bool", "date")
@@ -107,18 +106,10 @@ def list_items(value: Any, param: str) -> Sequence[Any]:
     :param value: the rendered argument.
     :param param: the parameter it came from, for the message (``"users"``).
     """
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise fail(
-                f"{param} must be a list of records (or a JSON list), got a string that is not JSON"
-            ) from None
-    if isinstance(value, Mapping) or not isinstance(value, (list, tuple)):
-        raise fail(
-            f"{param} must be a list of records such as [{{'email': ...}}], got {type(value).__name__}"
-        )
-    return value
+    try:
+        return json_list(value, param)
+    except IterableConfigError as exc:
+        raise fail(f"{exc}; expected a list of records such as [{{'email': ...}}]") from None
 
 
 def check_field_types(field_types: Any) -> dict[str, str]:
@@ -162,7 +153,7 @@ def _cell_value(text: str, kind: str) -> Any:
         if low in _FALSE:
             return False
         raise ValueError(text)
-    return iterable_date_text(parse_datetime(text, "cell"))
+    return iterable_datetime(parse_datetime_text(text))
 
 
 def convert_cell(text: str, kind: str, where: str, column: str) -> Any:
@@ -175,7 +166,7 @@ def convert_cell(text: str, kind: str, where: str, column: str) -> Any:
     """
     try:
         return _cell_value(text, kind)
-    except (ValueError, AirflowFailException):
+    except ValueError:
         pass
     raise fail(
         f"{where}: column {column!r} is typed {kind} in field_types but holds {text!r}; "

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from airflow_provider_iterable._values import is_whole_number
+
 #: Identifiers kept per ``failedUpdates`` list in the XCom summary (the full count is kept too).
 DEFAULT_FAILED_IDS_CAP = 1000
 
@@ -35,7 +37,7 @@ def failed_updates(answer: Any) -> dict[str, list[Any]]:
 
 
 def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return value if is_whole_number(value) else 0
 
 
 def split_accepted(

@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowNotFoundException
 
+from airflow_provider_iterable._values import pick_paths
 from airflow_provider_iterable.operators._base import (
     IterableBaseOperator,
     check_xcom_fields,
@@ -17,7 +18,6 @@ from airflow_provider_iterable.operators._base import (
     optional_dict,
     optional_int,
     optional_int_list,
-    pick_fields,
     required_str,
 )
 from airflow_provider_iterable.operators._bulk import IterableBulkBaseOperator
@@ -177,7 +177,7 @@ class _IterableGetUserOperator(IterableBaseOperator):
                 )
             self.log.info("No user with this %s; returning None", self._key_name)
             return None
-        return pick_fields(user, fields) if fields is not None else user
+        return pick_paths(user, fields) if fields is not None else user
 
 
 class IterableGetUserByEmailOperator(_IterableGetUserOperator):

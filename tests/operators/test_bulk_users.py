@@ -249,3 +249,18 @@ def test_bad_batching_limits_fail_before_any_request(
         op.execute({})  # type: ignore[arg-type]
     assert message in str(caught.value)
     assert simulator.requests == []
+
+
+def test_bulk_input_errors_are_the_providers_config_errors(simulator: Any, tmp_path: Path) -> None:
+    from airflow_provider_iterable.exceptions import IterableConfigError
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("email,signup\na@example.com,soon\n")
+    for op in (
+        IterableBulkUpsertUsersOperator(task_id="t", users=[{"email": "a@example.com"}], batch_size=0),
+        IterableBulkUpsertUsersOperator(task_id="t", users='{"email": "a@example.com"}'),
+        IterableBulkUpsertUsersOperator(task_id="t", users_file=str(bad), field_types={"signup": "date"}),
+    ):
+        with pytest.raises(IterableConfigError):
+            op.execute({})  # type: ignore[arg-type]
+    assert simulator.requests == []
