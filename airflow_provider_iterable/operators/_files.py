@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from airflow.sdk import ObjectStoragePath
 
+from airflow_provider_iterable.exceptions import IterableConfigError
 from airflow_provider_iterable.operators._base import fail
 from airflow_provider_iterable.operators._records import ItemShape, check_item, convert_cell
 
@@ -102,6 +103,22 @@ def jsonl_records(handle: IO[str], param: str) -> Iterator[tuple[str, Any, int]]
             ) from None
 
 
+def _not_valid_csv(param: str, line: int, exc: csv.Error) -> IterableConfigError:
+    return fail(
+        f"{param} line {line} is not valid CSV: {exc}; a quoted cell must close on the line it "
+        "opens, and its closing quote must be followed by a comma or the end of the line"
+    )
+
+
+def _runs_past_its_line(param: str, line: int, last: int) -> IterableConfigError:
+    return fail(
+        f"{param} line {line}: a quoted cell runs past the end of its line (on to line {last}); "
+        "is a closing quote missing? CSV cells may not hold line breaks, because a cell left "
+        "open by mistake would silently take in the lines after it. Replace the line breaks in "
+        "that column, or give the file as JSON Lines, where a string holds them as \\n"
+    )
+
+
 def csv_records(
     handle: IO[str], param: str, shape: ItemShape, field_types: Mapping[str, str]
 ) -> Iterator[tuple[str, Any, int]]:
@@ -109,19 +126,24 @@ def csv_records(
 
     The header names the columns; those of ``shape.columns`` become top-level fields, every
     other non-empty cell a ``dataFields`` entry, each converted to its ``field_types`` type.
+    Parsing is strict: a row that is not valid CSV, or a quoted cell that runs past the end of
+    its line, fails naming the line the row starts on. Cells spanning lines are refused because
+    an unclosed quote looks exactly like one and would swallow the rows after it unseen.
 
     :param handle: the open text file (opened with ``newline=""``).
     :param param: the parameter the file came from, for ``where`` and messages.
     :param shape: the kind of record.
     :param field_types: column → one of ``FIELD_TYPES``, checked.
     """
-    reader = csv.reader(handle)
+    reader = csv.reader(handle, strict=True)
     try:
         header = next(reader)
     except StopIteration:
         return
     except csv.Error as exc:
-        raise fail(f"{param} line 1 is not valid CSV: {exc}") from None
+        raise _not_valid_csv(param, 1, exc) from None
+    if reader.line_num > 1:
+        raise _runs_past_its_line(param, 1, reader.line_num)
     header = [name.strip() for name in header]
     if "email" not in header and "userId" not in header:
         raise fail(f"{param} line 1: the CSV header needs an 'email' or 'userId' column, got {header}")
@@ -140,13 +162,16 @@ def csv_records(
     ]
     width = len(header)
     while True:
+        line = reader.line_num + 1  # the line this row starts on
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            raise fail(f"{param} line {reader.line_num} is not valid CSV: {exc}") from None
-        where = f"{param} line {reader.line_num}"
+            raise _not_valid_csv(param, line, exc) from None
+        if reader.line_num > line:
+            raise _runs_past_its_line(param, line, reader.line_num)
+        where = f"{param} line {line}"
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         if len(row) > width:

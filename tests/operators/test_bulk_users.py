@@ -264,3 +264,75 @@ def test_bulk_input_errors_are_the_providers_config_errors(simulator: Any, tmp_p
         with pytest.raises(IterableConfigError):
             op.execute({})  # type: ignore[arg-type]
     assert simulator.requests == []
+
+
+def test_malformed_csv_fails_naming_the_line_for_every_csv_operator(
+    dag_runner: Any, simulator: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from airflow_provider_iterable.operators import (
+        IterableAddSubscribersToListOperator,
+        IterableTrackBulkEventsOperator,
+    )
+
+    list_id = simulator.add_list("Members")
+    # An unclosed quote on line 3 used to take in line 4 as part of ok2's plan, silently.
+    users = tmp_path / "users.csv"
+    users.write_text(
+        'email,plan,seats\nok1@example.com,pro,3\nok2@example.com,"free,4\nok3@example.com,pro,5\n'
+    )
+    # Here a later quote closes it: still one "cell" swallowing a whole row.
+    subscribers = tmp_path / "subscribers.csv"
+    subscribers.write_text('email,plan\nok1@example.com,"pro\nok2@example.com,free\nok3@example.com,team"\n')
+    events = tmp_path / "events.csv"
+    events.write_text('eventName,email,coupon\npurchase,ok1@example.com,"SAVE"10\n')
+    header = tmp_path / "header.csv"
+    header.write_text('email,"plan\nx"\nok1@example.com,pro\n')
+    with DAG(
+        "iterable_bulk_malformed_csv", schedule=None, start_date=START, default_args={"retries": 2}
+    ) as dag:
+        IterableBulkUpsertUsersOperator(task_id="users", users_file=str(users))
+        IterableAddSubscribersToListOperator(
+            task_id="subscribers", list_id=list_id, subscribers_file=str(subscribers)
+        )
+        IterableTrackBulkEventsOperator(task_id="events", events_file=str(events))
+        IterableBulkUpsertUsersOperator(task_id="header", users_file=str(header))
+
+    run = dag_runner(dag)
+
+    assert states(run) == {"users": "failed", "subscribers": "failed", "events": "failed", "header": "failed"}
+    assert simulator.requests == []
+    text = "".join(capfd.readouterr())
+    assert "users_file line 3 is not valid CSV" in text
+    assert "subscribers_file line 2: a quoted cell runs past the end of its line (on to line 4)" in text
+    assert "events_file line 2 is not valid CSV" in text
+    assert "users_file line 1: a quoted cell runs past the end of its line" in text
+
+
+def test_csv_cells_with_line_breaks_are_refused_and_json_lines_carries_them(
+    simulator: Any, tmp_path: Path
+) -> None:
+    multiline = tmp_path / "notes.csv"
+    multiline.write_text('email,note\nada@example.com,"first line\nsecond line"\n', newline="")
+    op = IterableBulkUpsertUsersOperator(task_id="t", users_file=str(multiline))
+    with pytest.raises(
+        AirflowFailException, match=r"users_file line 2: a quoted cell runs past .* JSON Lines"
+    ):
+        op.execute({})  # type: ignore[arg-type]
+    assert simulator.requests == []
+
+    # Quoted cells on one line, with commas, quotes and CRLF line ends, are fine.
+    crlf = tmp_path / "crlf.csv"
+    crlf.write_bytes(b'email,note\r\nada@example.com,"a, ""quoted"" note"\r\n\r\nalan@example.com,plain\r\n')
+    IterableBulkUpsertUsersOperator(task_id="t", users_file=str(crlf)).execute({})  # type: ignore[arg-type]
+    (call,) = simulator.requests_for(BULK)
+    assert call.json == {
+        "users": [
+            {"email": "ada@example.com", "dataFields": {"note": 'a, "quoted" note'}},
+            {"email": "alan@example.com", "dataFields": {"note": "plain"}},
+        ]
+    }
+
+    lines = tmp_path / "notes.jsonl"
+    lines.write_text(json.dumps({"email": "ada@example.com", "dataFields": {"note": "first\nsecond"}}) + "\n")
+    IterableBulkUpsertUsersOperator(task_id="t", users_file=str(lines)).execute({})  # type: ignore[arg-type]
+    assert simulator.requests_for(BULK)[-1].json["users"][0]["dataFields"]["note"] == "first\nsecond"
