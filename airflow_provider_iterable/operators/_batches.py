@@ -29,7 +29,7 @@ from typing import Any
 
 from airflow_provider_iterable._values import is_whole_number
 from airflow_provider_iterable.operators._base import fail
-from airflow_provider_iterable.operators._summary import BulkSummary, Progress, split_accepted
+from airflow_provider_iterable.operators._summary import BulkSummary, Progress, failed_updates, split_accepted
 
 #: Iterable's common practice for bulk calls: 1,000 records per request.
 DEFAULT_BATCH_SIZE = 1000
@@ -217,7 +217,8 @@ class BulkSender:
     :param limits: batch size, byte and in-flight limits.
     :param noun: what a record is, for messages (``"user"``).
     :param total: how many records will be sent, for progress and messages, if known.
-    :param log: where progress goes (INFO); ``None`` logs nothing.
+    :param log: where progress goes (INFO) and the identifiers Iterable rejected (DEBUG only:
+        they are personal data); ``None`` logs nothing.
     :param log_every_batches: log progress every this many batches (and at the end).
     :param summary: the summary the answers are merged into (default: a new
         :class:`~airflow_provider_iterable.operators._summary.BulkSummary`).
@@ -294,4 +295,8 @@ class BulkSender:
         self.summary.add(answer, len(batch))
         if self.progress is not None:
             self.progress.batch_sent(len(batch))
+        failed = failed_updates(answer)
+        if failed and self.log is not None:
+            # Identifiers are personal data: DEBUG only (the failure text carries counts).
+            self.log.debug("Batch %d: Iterable rejected %s", number, failed)
         return BatchResult(number=number, first=first, records=batch, answer=answer)

@@ -19,6 +19,15 @@ from airflow_provider_iterable._values import is_whole_number
 #: Identifiers kept per ``failedUpdates`` list in the XCom summary (the full count is kept too).
 DEFAULT_FAILED_IDS_CAP = 1000
 
+_TYPE_MISMATCH_HINT = (
+    " (a value whose type differs from the type its field already has in the project: Iterable "
+    "fixes a field's type the first time it sees the field and refuses other types afterwards, "
+    "RequestFieldsTypesMismatched; GET /api/users/getFields lists the types. For CSV input, "
+    "field_types sets the type each column is sent as; cells of columns not listed are strings)"
+)
+# What a person can do about a failure reason, appended to its count in the failure text.
+_REASON_HINTS = {"invalidDataEmails": _TYPE_MISMATCH_HINT, "invalidDataUserIds": _TYPE_MISMATCH_HINT}
+
 # Older answers carry only these deprecated top-level lists instead of ``failedUpdates``.
 _LEGACY_FAILED_KEYS = ("invalidEmails", "invalidUserIds")
 
@@ -155,12 +164,18 @@ class BulkSummary:
         return out
 
     def failure_text(self, noun: str) -> str:
-        """Return a sentence saying how many records failed and why (a few identifiers as examples)."""
-        reasons = []
-        for reason, count in sorted(self.failed_counts.items(), key=lambda kv: -kv[1]):
-            examples = ", ".join(self.failed.get(reason, [])[:3])
-            more = ", ..." if count > 3 else ""
-            reasons.append(f"{reason}: {count} ({examples}{more})")
+        """Return a sentence saying how many records failed and why, in counts.
+
+        It names no identifier: it becomes an exception text or a WARNING line, and the
+        identifiers (e-mail addresses, userIds) are personal data. They are in the XCom summary's
+        ``failedUpdates`` and in the log at DEBUG.
+
+        :param noun: what a record is (``"user"``).
+        """
+        reasons = [
+            f"{reason}: {count:,}{_REASON_HINTS.get(reason, '')}"
+            for reason, count in sorted(self.failed_counts.items(), key=lambda kv: -kv[1])
+        ]
         text = (
             f"{self.fail_count:,} of {self.items:,} {noun}s failed in Iterable "
             f"after all {self.batches} batches were sent"
@@ -171,7 +186,10 @@ class BulkSummary:
             text += " (Iterable gave no per-record detail)"
         if self.disallowed:
             text += f"; disallowed event names: {', '.join(self.disallowed)}"
-        return text + ". The full summary is in this task's XCom (return_value)."
+        return text + (
+            ". The full summary, with the failed identifiers under failedUpdates, is in this "
+            "task's XCom (return_value); the log has them at DEBUG."
+        )
 
 
 class Progress:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -336,3 +337,53 @@ def test_csv_cells_with_line_breaks_are_refused_and_json_lines_carries_them(
     lines.write_text(json.dumps({"email": "ada@example.com", "dataFields": {"note": "first\nsecond"}}) + "\n")
     IterableBulkUpsertUsersOperator(task_id="t", users_file=str(lines)).execute({})  # type: ignore[arg-type]
     assert simulator.requests_for(BULK)[-1].json["users"][0]["dataFields"]["note"] == "first\nsecond"
+
+
+def test_failure_text_and_warnings_name_counts_and_debug_names_identifiers(
+    dag_runner: Any, simulator: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    users = [{"email": f"ok{i}@example.com"} for i in range(5)] + [
+        {"email": "bad-address-one"},
+        {"email": "bad-address-two"},
+    ]
+    with DAG("iterable_bulk_failure_text", schedule=None, start_date=START) as dag:
+        IterableBulkUpsertUsersOperator(task_id="strict", users=users)
+        IterableBulkUpsertUsersOperator(task_id="tolerant", users=users, fail_on_partial_failure=False)
+
+    run = dag_runner(dag)
+
+    assert states(run) == {"strict": "failed", "tolerant": "success"}
+    assert xcom(run, "strict")["failedUpdates"] == {"invalidEmails": ["bad-address-one", "bad-address-two"]}
+    text = "".join(capfd.readouterr())
+    assert text.count("2 of 7 users failed in Iterable after all 1 batches were sent; invalidEmails: 2.") == 2
+    assert "bad-address" not in text  # neither in the exception nor in the WARNING line
+
+    # The identifiers go to DEBUG, from the sender every bulk operator sends through.
+    from airflow_provider_iterable.hooks.iterable import IterableHook
+    from airflow_provider_iterable.operators._batches import BulkSender
+
+    log = logging.getLogger("test.bulk.identifiers")
+    sender = BulkSender(IterableHook().bulk_update_users, noun="user", total=len(users), log=log)
+    with caplog.at_level(logging.DEBUG, logger=log.name):
+        sender.send_all(iter(users))
+    at_debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any("bad-address-one" in line and "bad-address-two" in line for line in at_debug)
+    assert not any("bad-address" in r.getMessage() for r in caplog.records if r.levelno > logging.DEBUG)
+
+
+def test_type_mismatch_failures_point_at_field_types(simulator: Any, tmp_path: Path) -> None:
+    typed = tmp_path / "typed.csv"
+    typed.write_text("email,seats\nada@example.com,3\n")
+    IterableBulkUpsertUsersOperator(task_id="t", users_file=str(typed), field_types={"seats": "int"}).execute(
+        {}  # type: ignore[arg-type]
+    )
+    # The same column without field_types is sent as the string "5": the project's field is a number.
+    untyped = tmp_path / "untyped.csv"
+    untyped.write_text("email,seats\nalan@example.com,5\n")
+    op = IterableBulkUpsertUsersOperator(task_id="t", users_file=str(untyped))
+    with pytest.raises(AirflowFailException) as caught:
+        op.execute({})  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert "invalidDataEmails: 1 (" in message
+    assert "RequestFieldsTypesMismatched" in message and "field_types" in message
+    assert "alan@example.com" not in message
