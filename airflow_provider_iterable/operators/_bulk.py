@@ -46,8 +46,10 @@ class IterableBulkBaseOperator(IterableBaseOperator):
     :param file_format: ``"jsonl"`` or ``"csv"``; by default taken from the file's extension
         (``.jsonl``/``.ndjson``/``.csv``, optionally followed by ``.gz``).
     :param field_types: for CSV input, column → ``"int"``, ``"float"``, ``"bool"``, ``"date"`` or
-        ``"str"``. Cells of columns not listed are sent as strings (no guessing: Iterable fixes a
-        field's type the first time it sees it). Dates are sent as ``yyyy-MM-dd HH:mm:ss +00:00``.
+        ``"str"`` (or ``"integer"``, ``"long"``, ``"double"``, ``"boolean"``, ``"string"``).
+        Cells of columns not listed are sent as strings (no guessing: Iterable fixes a field's
+        type the first time it sees it). Dates are sent as ``yyyy-MM-dd HH:mm:ss +00:00``.
+        A CSV cell may not span lines (see :func:`~airflow_provider_iterable.operators._files.csv_records`).
     :param batch_size: most records per request (default 1,000).
     :param max_batch_bytes: most bytes of JSON per request (default 4,000,000; Iterable refuses
         bodies over 4 MB).

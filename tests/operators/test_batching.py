@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_iterable.operators._batches import batches, prefetch
 from airflow_provider_iterable.operators._files import resolve_format
-from airflow_provider_iterable.operators._records import check_field_types
+from airflow_provider_iterable.operators._records import check_field_types, convert_cell
 from airflow_provider_iterable.operators._summary import BulkSummary, Progress
 
 
@@ -78,6 +78,17 @@ def test_formats_and_field_types() -> None:
     }
     with pytest.raises(AirflowFailException, match=r"field_types\['a'\] is 'money'"):
         check_field_types({"a": "money"})
+    # Every alias the bulk-loading guide lists, in any case.
+    assert check_field_types(
+        {"a": "LONG", "b": "double", "c": "String", "d": "Boolean", "e": "integer", "f": "Date"}
+    ) == {"a": "int", "b": "float", "c": "str", "d": "bool", "e": "int", "f": "date"}
+    # A date cell may also be in Iterable's own format.
+    assert convert_cell("2026-12-31 09:30:00 +00:00", "date", "users_file line 2", "d") == (
+        "2026-12-31 09:30:00 +00:00"
+    )
+    assert convert_cell("2026-12-31T09:30:00+02:00", "date", "users_file line 2", "d") == (
+        "2026-12-31 07:30:00 +00:00"
+    )
 
 
 def test_prefetch_passes_values_and_errors() -> None:
