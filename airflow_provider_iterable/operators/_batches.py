@@ -210,7 +210,9 @@ class BulkSender:
     await their answers at once, so a slow answer does not cost the next request its slot. An
     error answer is raised (through ``errors``) once the requests already in flight finished;
     nothing after it is sent. With more than one in flight, Iterable may apply batches in another
-    order than they were read.
+    order than they were read. A caller that stops iterating :meth:`send` early (or raises while
+    handling a result) still waits for the requests in flight, whose results it then never sees:
+    treat those records as not known to be accepted.
 
     :param send_batch: sends one batch and returns Iterable's answer (one hook call); it runs in
         worker threads.
@@ -282,8 +284,8 @@ class BulkSender:
 
     def send_all(self, records: Iterable[dict[str, Any]]) -> BulkSummary:
         """Send ``records`` and return the merged summary."""
-        for _ in self.send(records):
-            pass
+        # Consume without holding on to the last result (and with it a whole batch of records).
+        deque(self.send(records), maxlen=0)
         return self.summary
 
     def _collect(self, entry: tuple[Future[Any], int, int, list[dict[str, Any]]]) -> BatchResult:
