@@ -15,16 +15,22 @@ except :class:`~airflow.sdk.exceptions.AirflowFailException`, so:
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_iterable._values import (
+    as_utc_datetime,
+    is_number,
+    is_whole_number,
+    json_list,
+    json_object,
+)
 from airflow_provider_iterable.exceptions import (
     IterableApiError,
     IterableConfigError,
@@ -78,14 +84,18 @@ class IterableBaseOperator(BaseOperator):
 
 # ---------------------------------------------------------------------------------------------
 # Argument checks. Each runs in execute(), after templates rendered, before any request, and
-# raises AirflowFailException naming the parameter and what would be right. Each takes the
-# rendered ``value`` and the ``name`` of the parameter it came from (for the message).
+# raises IterableConfigError (an AirflowFailException: a task retry cannot fix it) naming the
+# parameter and what would be right. Each takes the rendered ``value`` and the ``name`` of the
+# parameter it came from (for the message). The checks of plain values are _values.py's.
 # ---------------------------------------------------------------------------------------------
 
 
-def fail(message: str) -> AirflowFailException:
-    """Return the exception for an argument error (raised by the caller)."""
-    return AirflowFailException(message)
+def fail(message: str) -> IterableConfigError:
+    """Return the exception for an argument or input error (raised by the caller).
+
+    :param message: what is wrong and what would be right, naming the parameter.
+    """
+    return IterableConfigError(message)
 
 
 def _is_blank(value: Any) -> bool:
@@ -142,10 +152,10 @@ def as_int(value: Any, name: str) -> int:
     :param value: the rendered argument (an int, or a string of digits after templating).
     :param name: the parameter name, for the error message.
     """
+    if is_whole_number(value):
+        return int(value)
     if isinstance(value, bool):
         raise fail(f"{name} must be a whole number such as 42, got {value!r}")
-    if isinstance(value, int):
-        return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str):
@@ -173,10 +183,7 @@ def optional_int_list(value: Any, name: str) -> list[int] | None:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except ValueError:
-                raise fail(f"{name} must be a list of whole numbers, got {text!r}") from None
+            value = json_list(text, name)
         elif text == "":
             return []
         else:
@@ -199,19 +206,9 @@ def optional_bool(value: Any, name: str) -> bool | None:
 
 def optional_dict(value: Any, name: str) -> dict[str, Any] | None:
     """Return a JSON object argument (``data_fields``, ``metadata``); a rendered JSON string is parsed."""
-    if value is None:
+    out = json_object(value, name)
+    if out is None:
         return None
-    if isinstance(value, str):
-        text = value.strip()
-        if text == "":
-            return None
-        try:
-            value = json.loads(text)
-        except ValueError:
-            raise fail(f"{name} must be a JSON object (a dict), got a string that is not JSON") from None
-    if not isinstance(value, Mapping):
-        raise fail(f"{name} must be a JSON object (a dict), got {type(value).__name__}")
-    out = dict(value)
     try:
         json.dumps(out, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -221,36 +218,6 @@ def optional_dict(value: Any, name: str) -> dict[str, Any] | None:
     return out
 
 
-def _to_utc(moment: datetime) -> datetime:
-    # Naive datetimes are UTC: Airflow's own dates are aware, and anything naive most likely
-    # came from a data file written in UTC.
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
-
-
-def parse_datetime(value: Any, name: str) -> datetime:
-    """Return an aware UTC datetime from a datetime, a date, or an ISO-8601 string.
-
-    :param value: the rendered argument.
-    :param name: the parameter name, for the error message.
-    """
-    if isinstance(value, datetime):
-        return _to_utc(value)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            return _to_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
-        except ValueError:
-            pass
-    raise fail(
-        f"{name} must be a datetime or an ISO-8601 string such as '2026-11-27 09:30:00' "
-        f"(naive means UTC), got {value!r}"
-    )
-
-
 def epoch_seconds(value: Any, name: str) -> int | None:
     """Return Iterable's ``createdAt``: whole unix seconds from a datetime, a number or an ISO string."""
     if _is_blank(value):
@@ -258,44 +225,21 @@ def epoch_seconds(value: Any, name: str) -> int | None:
     if isinstance(value, bool):
         raise fail(f"{name} must be a datetime or unix seconds, got {value!r}")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value) or value < 0:
+        if not is_number(value, minimum=0):
             raise fail(f"{name} must be a datetime or non-negative unix seconds, got {value!r}")
         return int(value)
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
-    return int(parse_datetime(value, name).timestamp())
+    return int(as_utc_datetime(value, name).timestamp())
 
 
 def optional_datetime(value: Any, name: str) -> datetime | None:
-    """Like :func:`parse_datetime`, but ``None`` (or an empty rendered string) stays ``None``."""
-    return None if _is_blank(value) else parse_datetime(value, name)
+    """Return an aware UTC datetime from a datetime, a date or an ISO-8601 string; blank stays ``None``.
 
-
-def iterable_date_text(moment: datetime) -> str:
-    """Return a date in Iterable's user-field date format, ``yyyy-MM-dd HH:mm:ss ZZ`` in UTC."""
-    return _to_utc(moment).strftime("%Y-%m-%d %H:%M:%S +00:00")
-
-
-def pick_fields(data: Mapping[str, Any], paths: Sequence[str]) -> dict[str, Any]:
-    """Return only the dotted ``paths`` of ``data`` (nested as in the original); missing ones are left out.
-
-    :param data: the full document (a user profile).
-    :param paths: dotted paths such as ``"email"`` or ``"dataFields.firstName"``.
+    :param value: the rendered argument (naive means UTC).
+    :param name: the parameter name, for the error message.
     """
-    out: dict[str, Any] = {}
-    for path in paths:
-        parts = path.split(".")
-        node: Any = data
-        for part in parts:
-            if not isinstance(node, Mapping) or part not in node:
-                break
-            node = node[part]
-        else:
-            target = out
-            for part in parts[:-1]:
-                target = target.setdefault(part, {})
-            target[parts[-1]] = node
-    return out
+    return None if _is_blank(value) else as_utc_datetime(value, name)
 
 
 def check_xcom_fields(value: Any) -> list[str] | None:

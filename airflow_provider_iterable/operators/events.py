@@ -19,7 +19,8 @@ from airflow_provider_iterable.operators._base import (
     optional_str,
     required_str,
 )
-from airflow_provider_iterable.operators._batching import EVENT_SHAPE, IterableBulkBaseOperator
+from airflow_provider_iterable.operators._bulk import IterableBulkBaseOperator
+from airflow_provider_iterable.operators._records import EVENT_SHAPE
 
 # Iterable refuses event ids longer than 512 bytes.
 _MAX_EVENT_ID_BYTES = 512

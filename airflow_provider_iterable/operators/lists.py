@@ -15,7 +15,8 @@ from airflow_provider_iterable.operators._base import (
     optional_str,
     required_str,
 )
-from airflow_provider_iterable.operators._batching import SUBSCRIBER_SHAPE, IterableBulkBaseOperator
+from airflow_provider_iterable.operators._bulk import IterableBulkBaseOperator
+from airflow_provider_iterable.operators._records import SUBSCRIBER_SHAPE
 
 
 class IterableCreateListOperator(IterableBaseOperator):

@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowNotFoundException
 
+from airflow_provider_iterable._values import pick_paths
 from airflow_provider_iterable.operators._base import (
     IterableBaseOperator,
     check_xcom_fields,
@@ -17,10 +18,10 @@ from airflow_provider_iterable.operators._base import (
     optional_dict,
     optional_int,
     optional_int_list,
-    pick_fields,
     required_str,
 )
-from airflow_provider_iterable.operators._batching import USER_SHAPE, IterableBulkBaseOperator
+from airflow_provider_iterable.operators._bulk import IterableBulkBaseOperator
+from airflow_provider_iterable.operators._records import USER_SHAPE
 
 
 class IterableUpsertUserOperator(IterableBaseOperator):
@@ -112,7 +113,7 @@ class IterableBulkUpsertUsersOperator(IterableBulkBaseOperator):
     The batching, file and failure parameters (``file_format``, ``field_types``, ``batch_size``,
     ``max_batch_bytes``, ``fail_on_partial_failure``, ``failed_ids_cap``, ``log_every_batches``,
     ``max_in_flight``) are described on
-    :class:`~airflow_provider_iterable.operators._batching.IterableBulkBaseOperator`.
+    :class:`~airflow_provider_iterable.operators._bulk.IterableBulkBaseOperator`.
     """
 
     template_fields: Sequence[str] = ("users", "users_file", "file_format")
@@ -176,7 +177,7 @@ class _IterableGetUserOperator(IterableBaseOperator):
                 )
             self.log.info("No user with this %s; returning None", self._key_name)
             return None
-        return pick_fields(user, fields) if fields is not None else user
+        return pick_paths(user, fields) if fields is not None else user
 
 
 class IterableGetUserByEmailOperator(_IterableGetUserOperator):

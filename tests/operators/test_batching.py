@@ -9,14 +9,10 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_iterable.operators._batching import (
-    BulkSummary,
-    Progress,
-    batches,
-    check_field_types,
-    prefetch,
-    resolve_format,
-)
+from airflow_provider_iterable.operators._batches import batches, prefetch
+from airflow_provider_iterable.operators._files import resolve_format
+from airflow_provider_iterable.operators._records import check_field_types, convert_cell
+from airflow_provider_iterable.operators._summary import BulkSummary, Progress
 
 
 def test_batches_respect_count_and_bytes() -> None:
@@ -63,7 +59,9 @@ def test_summary_merges_batches_and_caps_identifiers() -> None:
     }
     text = summary.failure_text("event")
     assert text.startswith("5 of 11 events failed in Iterable after all 3 batches were sent")
-    assert "invalidEmails: 4 (a, b, c, ...)" in text
+    # Counts only: identifiers are personal data, kept in the XCom summary and DEBUG lines.
+    assert "invalidEmails: 4; invalidUserIds: 1" in text
+    assert not {"a", "b", "c", "u"} & set(text.replace(";", " ").replace(",", " ").split())
     assert "disallowed event names: bad" in text
 
 
@@ -80,6 +78,17 @@ def test_formats_and_field_types() -> None:
     }
     with pytest.raises(AirflowFailException, match=r"field_types\['a'\] is 'money'"):
         check_field_types({"a": "money"})
+    # Every alias the bulk-loading guide lists, in any case.
+    assert check_field_types(
+        {"a": "LONG", "b": "double", "c": "String", "d": "Boolean", "e": "integer", "f": "Date"}
+    ) == {"a": "int", "b": "float", "c": "str", "d": "bool", "e": "int", "f": "date"}
+    # A date cell may also be in Iterable's own format.
+    assert convert_cell("2026-12-31 09:30:00 +00:00", "date", "users_file line 2", "d") == (
+        "2026-12-31 09:30:00 +00:00"
+    )
+    assert convert_cell("2026-12-31T09:30:00+02:00", "date", "users_file line 2", "d") == (
+        "2026-12-31 07:30:00 +00:00"
+    )
 
 
 def test_prefetch_passes_values_and_errors() -> None:
@@ -111,3 +120,49 @@ def test_progress_logs_every_few_batches(caplog: pytest.LogCaptureFixture) -> No
         "Sent 4000 of 5000 users in 4 batches (2000 users/s)",
         "Sent 5000 of 5000 users in 5 batches (2000 users/s)",
     ]
+
+
+def test_sender_without_an_operator_yields_each_batch_with_what_iterable_accepted(simulator: Any) -> None:
+    # What a caller that is not an operator (a sync engine) does: one hook, records in, one
+    # result per batch out, in reading order, telling accepted records from rejected ones.
+    from airflow_provider_iterable.hooks.iterable import IterableHook
+    from airflow_provider_iterable.operators._batches import BatchLimits, BulkSender
+
+    hook = IterableHook()
+    records = [{"email": f"s{i}@example.com", "dataFields": {"n": i}} for i in range(10)]
+    records[3] = {"email": "not-an-email", "dataFields": {"n": 3}}
+    records[7] = {"email": "also-bad", "dataFields": {"n": 7}}
+    sender = BulkSender(
+        hook.bulk_update_users, limits=BatchLimits(max_count=4, max_in_flight=2), noun="user", read_ahead=0
+    )
+
+    results = list(sender.send(iter(records)))
+
+    assert [(r.number, r.first, len(r.records)) for r in results] == [(1, 1, 4), (2, 5, 4), (3, 9, 2)]
+    assert [r["dataFields"]["n"] for r in results[0].accepted()] == [0, 1, 2]
+    assert [r["email"] for r in results[0].not_accepted()] == ["not-an-email"]
+    assert [r["dataFields"]["n"] for r in results[1].accepted()] == [4, 5, 6]
+    assert [r["dataFields"]["n"] for r in results[2].accepted()] == [8, 9]
+    assert sender.summary.to_dict()["failedUpdateCounts"] == {"invalidEmails": 2}
+    assert simulator.get_user(email="s9@example.com")["dataFields"]["n"] == 9
+
+
+def test_accepted_records_are_none_when_iterable_does_not_name_every_failure() -> None:
+    from airflow_provider_iterable.operators._batches import BatchResult
+
+    records = [{"email": "a@example.com"}, {"userId": "u-1"}, {"eventName": "no", "email": "b@example.com"}]
+    named = BatchResult(
+        1,
+        1,
+        records,
+        {"failCount": 2, "failedUpdates": {"invalidUserIds": ["u-1"]}, "disallowedEventNames": ["no"]},
+    )
+    assert named.accepted() == [records[0]]
+    # Case does not matter in e-mail addresses.
+    assert (
+        BatchResult(1, 1, records[:1], {"failCount": 1, "invalidEmails": ["A@Example.com"]}).accepted() == []
+    )
+    unnamed = BatchResult(1, 1, records, {"successCount": 1, "failCount": 2, "failedUpdates": {}})
+    assert unnamed.accepted() == [] and unnamed.not_accepted() == records
+    assert BatchResult(1, 1, records, None).accepted() == []
+    assert BatchResult(1, 1, records, {"successCount": 3, "failCount": 0}).accepted() == records

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -249,3 +250,140 @@ def test_bad_batching_limits_fail_before_any_request(
         op.execute({})  # type: ignore[arg-type]
     assert message in str(caught.value)
     assert simulator.requests == []
+
+
+def test_bulk_input_errors_are_the_providers_config_errors(simulator: Any, tmp_path: Path) -> None:
+    from airflow_provider_iterable.exceptions import IterableConfigError
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("email,signup\na@example.com,soon\n")
+    for op in (
+        IterableBulkUpsertUsersOperator(task_id="t", users=[{"email": "a@example.com"}], batch_size=0),
+        IterableBulkUpsertUsersOperator(task_id="t", users='{"email": "a@example.com"}'),
+        IterableBulkUpsertUsersOperator(task_id="t", users_file=str(bad), field_types={"signup": "date"}),
+    ):
+        with pytest.raises(IterableConfigError):
+            op.execute({})  # type: ignore[arg-type]
+    assert simulator.requests == []
+
+
+def test_malformed_csv_fails_naming_the_line_for_every_csv_operator(
+    dag_runner: Any, simulator: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from airflow_provider_iterable.operators import (
+        IterableAddSubscribersToListOperator,
+        IterableTrackBulkEventsOperator,
+    )
+
+    list_id = simulator.add_list("Members")
+    # An unclosed quote on line 3 used to take in line 4 as part of ok2's plan, silently.
+    users = tmp_path / "users.csv"
+    users.write_text(
+        'email,plan,seats\nok1@example.com,pro,3\nok2@example.com,"free,4\nok3@example.com,pro,5\n'
+    )
+    # Here a later quote closes it: still one "cell" swallowing a whole row.
+    subscribers = tmp_path / "subscribers.csv"
+    subscribers.write_text('email,plan\nok1@example.com,"pro\nok2@example.com,free\nok3@example.com,team"\n')
+    events = tmp_path / "events.csv"
+    events.write_text('eventName,email,coupon\npurchase,ok1@example.com,"SAVE"10\n')
+    header = tmp_path / "header.csv"
+    header.write_text('email,"plan\nx"\nok1@example.com,pro\n')
+    with DAG(
+        "iterable_bulk_malformed_csv", schedule=None, start_date=START, default_args={"retries": 2}
+    ) as dag:
+        IterableBulkUpsertUsersOperator(task_id="users", users_file=str(users))
+        IterableAddSubscribersToListOperator(
+            task_id="subscribers", list_id=list_id, subscribers_file=str(subscribers)
+        )
+        IterableTrackBulkEventsOperator(task_id="events", events_file=str(events))
+        IterableBulkUpsertUsersOperator(task_id="header", users_file=str(header))
+
+    run = dag_runner(dag)
+
+    assert states(run) == {"users": "failed", "subscribers": "failed", "events": "failed", "header": "failed"}
+    assert simulator.requests == []
+    text = "".join(capfd.readouterr())
+    assert "users_file line 3 is not valid CSV" in text
+    assert "subscribers_file line 2: a quoted cell runs past the end of its line (on to line 4)" in text
+    assert "events_file line 2 is not valid CSV" in text
+    assert "users_file line 1: a quoted cell runs past the end of its line" in text
+
+
+def test_csv_cells_with_line_breaks_are_refused_and_json_lines_carries_them(
+    simulator: Any, tmp_path: Path
+) -> None:
+    multiline = tmp_path / "notes.csv"
+    multiline.write_text('email,note\nada@example.com,"first line\nsecond line"\n', newline="")
+    op = IterableBulkUpsertUsersOperator(task_id="t", users_file=str(multiline))
+    with pytest.raises(
+        AirflowFailException, match=r"users_file line 2: a quoted cell runs past .* JSON Lines"
+    ):
+        op.execute({})  # type: ignore[arg-type]
+    assert simulator.requests == []
+
+    # Quoted cells on one line, with commas, quotes and CRLF line ends, are fine.
+    crlf = tmp_path / "crlf.csv"
+    crlf.write_bytes(b'email,note\r\nada@example.com,"a, ""quoted"" note"\r\n\r\nalan@example.com,plain\r\n')
+    IterableBulkUpsertUsersOperator(task_id="t", users_file=str(crlf)).execute({})  # type: ignore[arg-type]
+    (call,) = simulator.requests_for(BULK)
+    assert call.json == {
+        "users": [
+            {"email": "ada@example.com", "dataFields": {"note": 'a, "quoted" note'}},
+            {"email": "alan@example.com", "dataFields": {"note": "plain"}},
+        ]
+    }
+
+    lines = tmp_path / "notes.jsonl"
+    lines.write_text(json.dumps({"email": "ada@example.com", "dataFields": {"note": "first\nsecond"}}) + "\n")
+    IterableBulkUpsertUsersOperator(task_id="t", users_file=str(lines)).execute({})  # type: ignore[arg-type]
+    assert simulator.requests_for(BULK)[-1].json["users"][0]["dataFields"]["note"] == "first\nsecond"
+
+
+def test_failure_text_and_warnings_name_counts_and_debug_names_identifiers(
+    dag_runner: Any, simulator: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    users = [{"email": f"ok{i}@example.com"} for i in range(5)] + [
+        {"email": "bad-address-one"},
+        {"email": "bad-address-two"},
+    ]
+    with DAG("iterable_bulk_failure_text", schedule=None, start_date=START) as dag:
+        IterableBulkUpsertUsersOperator(task_id="strict", users=users)
+        IterableBulkUpsertUsersOperator(task_id="tolerant", users=users, fail_on_partial_failure=False)
+
+    run = dag_runner(dag)
+
+    assert states(run) == {"strict": "failed", "tolerant": "success"}
+    assert xcom(run, "strict")["failedUpdates"] == {"invalidEmails": ["bad-address-one", "bad-address-two"]}
+    text = "".join(capfd.readouterr())
+    assert text.count("2 of 7 users failed in Iterable after all 1 batches were sent; invalidEmails: 2.") == 2
+    assert "bad-address" not in text  # neither in the exception nor in the WARNING line
+
+    # The identifiers go to DEBUG, from the sender every bulk operator sends through.
+    from airflow_provider_iterable.hooks.iterable import IterableHook
+    from airflow_provider_iterable.operators._batches import BulkSender
+
+    log = logging.getLogger("test.bulk.identifiers")
+    sender = BulkSender(IterableHook().bulk_update_users, noun="user", total=len(users), log=log)
+    with caplog.at_level(logging.DEBUG, logger=log.name):
+        sender.send_all(iter(users))
+    at_debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any("bad-address-one" in line and "bad-address-two" in line for line in at_debug)
+    assert not any("bad-address" in r.getMessage() for r in caplog.records if r.levelno > logging.DEBUG)
+
+
+def test_type_mismatch_failures_point_at_field_types(simulator: Any, tmp_path: Path) -> None:
+    typed = tmp_path / "typed.csv"
+    typed.write_text("email,seats\nada@example.com,3\n")
+    IterableBulkUpsertUsersOperator(task_id="t", users_file=str(typed), field_types={"seats": "int"}).execute(
+        {}  # type: ignore[arg-type]
+    )
+    # The same column without field_types is sent as the string "5": the project's field is a number.
+    untyped = tmp_path / "untyped.csv"
+    untyped.write_text("email,seats\nalan@example.com,5\n")
+    op = IterableBulkUpsertUsersOperator(task_id="t", users_file=str(untyped))
+    with pytest.raises(AirflowFailException) as caught:
+        op.execute({})  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert "invalidDataEmails: 1 (" in message
+    assert "RequestFieldsTypesMismatched" in message and "field_types" in message
+    assert "alan@example.com" not in message

@@ -162,3 +162,36 @@ def test_unreadable_success_answer_becomes_a_final_failure(simulator: Any) -> No
     with pytest.raises(AirflowFailException, match="not JSON"):
         op.execute({})  # type: ignore[arg-type]
     assert len(simulator.requests_for("POST /api/users/update")) == 1
+
+
+@pytest.mark.parametrize(
+    ("operator", "message"),
+    [
+        (
+            lambda: IterableUpsertUserOperator(task_id="t", data_fields={"a": 1}),
+            "Set one of email or user_id",
+        ),
+        (
+            lambda: IterableUpsertUserOperator(task_id="t", email="a@example.com", data_fields="[1]"),
+            "data_fields must be a JSON object",
+        ),
+        (
+            lambda: IterableUpdateUserSubscriptionsOperator(
+                task_id="t", email="a@example.com", email_list_ids="[x"
+            ),
+            "email_list_ids must be a list",
+        ),
+        (
+            lambda: IterableGetUserByEmailOperator(task_id="t", email="a@example.com", xcom_fields=[3]),
+            "xcom_fields must be a list of dotted paths",
+        ),
+    ],
+)
+def test_argument_errors_are_the_providers_config_errors(simulator: Any, operator: Any, message: str) -> None:
+    from airflow_provider_iterable.exceptions import IterableConfigError
+
+    with pytest.raises(IterableConfigError, match=message) as caught:
+        operator().execute({})
+    # Still final for Airflow: a task retry cannot fix an argument.
+    assert isinstance(caught.value, AirflowFailException)
+    assert simulator.requests == []
