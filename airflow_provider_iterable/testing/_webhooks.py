@@ -1,4 +1,4 @@
-"""System-webhook delivery of the simulator: Iterable POSTing events to a configured URL."""
+"""System webhooks of the simulator: their body as Iterable shapes it, and their delivery to a URL."""
 
 from __future__ import annotations
 
@@ -14,6 +14,16 @@ from typing import Any
 import requests
 
 log = logging.getLogger(__name__)
+
+
+def build_webhook(
+    event_name: str, *, email: str | None, user_id: str | None, data_fields: dict[str, Any]
+) -> dict[str, Any]:
+    """Shape a system-webhook body as Iterable sends it."""
+    body: dict[str, Any] = {"email": email, "eventName": event_name, "dataFields": data_fields}
+    if user_id is not None:
+        body["userId"] = user_id
+    return body
 
 
 @dataclass
