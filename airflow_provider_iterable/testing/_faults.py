@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_iterable._values import is_number, is_whole_number, whole_number
+from airflow_provider_iterable.exceptions import IterableConfigError
 from airflow_provider_iterable.testing._answers import envelope
 
 # Default answer bodies of scripted faults, by status: what Iterable sends for each.
@@ -65,16 +67,17 @@ class FaultScript:
         times: int,
     ) -> None:
         """Queue a fault for the next ``times`` requests to ``endpoint`` (arguments as in ``add_fault``)."""
-        if " " not in endpoint:
-            raise ValueError(f"endpoint must look like 'POST /api/users/update', got {endpoint!r}")
-        if status is not None and not 100 <= status <= 599:
-            raise ValueError(f"status must be an HTTP status code, got {status!r}")
+        if not isinstance(endpoint, str) or " " not in endpoint:
+            raise IterableConfigError(f"endpoint must look like 'POST /api/users/update', got {endpoint!r}")
+        if status is not None and not is_whole_number(status, minimum=100, maximum=599):
+            raise IterableConfigError(f"status must be an HTTP status code, got {status!r}")
         if body is not None and status is None:
-            raise ValueError("body needs a status")
-        if delay < 0:
-            raise ValueError(f"delay must be >= 0, got {delay!r}")
-        if times < 1:
-            raise ValueError(f"times must be >= 1, got {times!r}")
+            raise IterableConfigError("body needs a status")
+        if body is not None and not isinstance(body, str | bytes | dict):
+            raise IterableConfigError(f"body must be text, bytes or a dict, got {type(body).__name__}")
+        if not is_number(delay, minimum=0):
+            raise IterableConfigError(f"delay must be a number of seconds >= 0, got {delay!r}")
+        whole_number(times, "times", minimum=1)
         raw: bytes | None
         if isinstance(body, dict):
             raw = json.dumps(body).encode()

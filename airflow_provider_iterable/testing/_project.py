@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_iterable._values import whole_number
+from airflow_provider_iterable.exceptions import IterableConfigError
 from airflow_provider_iterable.testing._answers import ItemError, profile_time
 from airflow_provider_iterable.testing._field_types import FieldTypeMismatch, FieldTypes, merge_fields
 from airflow_provider_iterable.testing._validation import is_valid_email, is_valid_user_id
@@ -95,8 +97,9 @@ class Project:
     ) -> dict[str, Any]:
         """Create (or replace) a campaign; its channel and message type follow its medium."""
         mediums = {"email": "Email", "sms": "SMS", "push": "Push"}
-        if medium.lower() not in mediums:
-            raise ValueError(f"medium must be one of Email, SMS, Push; got {medium!r}")
+        whole_number(campaign_id, "campaign_id", minimum=1)
+        if not isinstance(medium, str) or medium.lower() not in mediums:
+            raise IterableConfigError(f"medium must be one of Email, SMS, Push; got {medium!r}")
         medium = mediums[medium.lower()]
         channel = {"Email": 1, "SMS": 3, "Push": 4}[medium]
         message_type = {"Email": 11, "SMS": 13, "Push": 14}[medium]
@@ -128,6 +131,7 @@ class Project:
         webhook_headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Create (or replace) a journey, with a Call Webhook tile when ``webhook_url`` is given."""
+        whole_number(workflow_id, "workflow_id", minimum=1)
         workflow = {
             "id": workflow_id,
             "name": name or f"Journey {workflow_id}",

@@ -11,6 +11,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_provider_iterable.exceptions import IterableConfigError
 from airflow_provider_iterable.testing._answers import Call
 from airflow_provider_iterable.testing._handlers import dispatch
 from airflow_provider_iterable.testing._project import Project
@@ -29,7 +30,7 @@ class ProjectState:
         :return: the user, or ``None`` when there is none.
         """
         if (email is None) == (user_id is None):
-            raise ValueError("pass exactly one of email or user_id")
+            raise IterableConfigError("pass exactly one of email or user_id")
         with self._project.lock:
             user = self._project.find_user(email, user_id)
             return None if user is None else self._project.user_view(user)
@@ -54,7 +55,7 @@ class ProjectState:
             record["userId"] = user_id
         answer = dispatch(self._project, "POST /api/users/update", Call({}, {}, record))
         if answer.status != 200:
-            raise ValueError(f"cannot add user: {answer.body['msg']}")
+            raise IterableConfigError(f"cannot add user: {answer.body['msg']}")
         user = self.get_user(email=email) if email is not None else self.get_user(user_id=user_id)
         assert user is not None
         return user
@@ -66,7 +67,7 @@ class ProjectState:
         :param user_id: the user's userId.
         """
         if email is None and user_id is None:
-            raise ValueError("pass email or user_id")
+            raise IterableConfigError("pass email or user_id")
         self._project.forget(email, user_id)
 
     @property

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
+from airflow_provider_iterable._values import whole_number
+from airflow_provider_iterable.exceptions import IterableConfigError
 from airflow_provider_iterable.testing._answers import iterable_time
 from airflow_provider_iterable.testing._faults import FaultScript
 from airflow_provider_iterable.testing._project import Project
@@ -63,12 +65,11 @@ class IterableSimulator(ProjectState):
         webhook_headers: Mapping[str, str] | None = None,
         max_recorded_requests: int | None = None,
     ) -> None:
-        if not api_key:
-            raise ValueError("api_key must not be empty")
-        if not 0 <= port <= 65535:
-            raise ValueError(f"port must be between 0 and 65535, got {port}")
-        if max_recorded_requests is not None and max_recorded_requests < 0:
-            raise ValueError(f"max_recorded_requests must be >= 0, got {max_recorded_requests}")
+        if not isinstance(api_key, str) or not api_key:
+            raise IterableConfigError("api_key must be a non-empty string")
+        whole_number(port, "port", minimum=0, maximum=65535)
+        if max_recorded_requests is not None:
+            whole_number(max_recorded_requests, "max_recorded_requests", minimum=0)
         self.api_key = api_key
         self.host = host
         self.port = port
@@ -279,8 +280,8 @@ class IterableSimulator(ProjectState):
         :param data_fields: the event's ``dataFields``.
         :return: the body queued for delivery.
         """
-        if not event_name:
-            raise ValueError("event_name must not be empty")
+        if not isinstance(event_name, str) or not event_name:
+            raise IterableConfigError(f"event_name must be a non-empty string, got {event_name!r}")
         if not self.webhook_url:
             raise RuntimeError("set webhook_url first: there is nowhere to send the webhook")
         fields = {"createdAt": iterable_time(), **copy.deepcopy(dict(data_fields or {}))}
