@@ -27,7 +27,7 @@ from airflow_provider_iterable.testing._rate_limit import RateLimiter
 from airflow_provider_iterable.testing._recording import RecordedRequest, RequestLog
 from airflow_provider_iterable.testing._server import Server
 from airflow_provider_iterable.testing._state import ProjectState
-from airflow_provider_iterable.testing._webhooks import WebhookSender, build_webhook
+from airflow_provider_iterable.testing._webhooks import WebhookSender, build_webhook, receiver_extra
 
 __all__ = ["DEFAULT_API_KEY", "IterableSimulator", "RecordedRequest"]
 
@@ -156,6 +156,18 @@ class IterableSimulator(ProjectState):
             raise RuntimeError("start the simulator first: its port is not known yet")
         conn = {"conn_type": "iterable", "host": self.url, "password": self.api_key, "extra": extra}
         return json.dumps(conn)
+
+    def webhook_connection_extra(self) -> dict[str, Any]:
+        """Return the connection extras with which the provider's receiver accepts this simulator's webhooks.
+
+        The receiver checks each delivery against the connection named in its URL: pass these to
+        :meth:`connection_json` for that connection (``iterable_default`` in
+        ``/webhooks/iterable_default/system``). The secret is taken from the ``Authorization``
+        header of :attr:`webhook_headers` (else from the first header, which then becomes
+        ``webhook_secret_header``) without its ``Basic``/``Bearer``/``OAuth2`` word. Without any
+        header this is ``{"webhook_auth": "none"}``; without a :attr:`webhook_url`, ``{}``.
+        """
+        return receiver_extra(self.webhook_url, self.webhook_headers)
 
     # ---------------------------------------------------------------------------- recording
     @property
