@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_header,
         default=[],
         metavar="'NAME: VALUE'",
-        help="header sent with every webhook, e.g. 'Authorization: Bearer s3cret' (repeatable); the "
+        help="header sent with every webhook, e.g. 'Authorization: Basic s3cret' (repeatable); the "
         "printed connection expects the Authorization header's secret, else the first header's",
     )
     parser.add_argument(

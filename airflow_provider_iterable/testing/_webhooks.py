@@ -56,7 +56,7 @@ def receiver_extra(url: str | None, headers: Mapping[str, str]) -> dict[str, Any
     """Return the connection extras with which the webhook receiver accepts deliveries sent with ``headers``.
 
     The secret is the value of the ``Authorization`` header (else of the first header) without
-    the scheme word Iterable's forms put before it (``Basic``, ``OAuth2``, ``Bearer``).
+    the scheme word before it that the receiver accepts (``Basic``, ``OAuth2``, ``Bearer``).
 
     :param url: where the webhooks go; ``None`` (no webhooks) needs no extras.
     :param headers: the headers sent with every webhook.

@@ -48,7 +48,7 @@ class IterableSimulator(ProjectState):
         ``rate_limits``), e.g. 1000 to push 100,000 users through in seconds.
     :param enforce_rate_limits: False answers every request without rate limiting.
     :param webhook_url: where system webhooks (``emailSend``, ``smsSend``, ...) are POSTed.
-    :param webhook_headers: headers sent with every webhook, e.g. ``{"Authorization": "Bearer s3cret"}``.
+    :param webhook_headers: headers sent with every webhook, e.g. ``{"Authorization": "Basic s3cret"}``.
     :param max_recorded_requests: keep only the most recent N requests (None: keep all).
     """
 
