@@ -6,17 +6,16 @@ status codes, enforces Iterable's per-endpoint rate limits (429 when a bucket ov
 every request for assertions, can be scripted to fail, and fires system webhooks (``emailSend``,
 ``smsSend``, ...) at a receiver when it "sends" a message.
 
-Test a DAG against it::
+Test a DAG against it (:func:`run_dag` points the connection at the simulator, makes sure
+Airflow has the DAG serialized, and runs ``dag.test()``)::
 
-    from airflow_provider_iterable.testing import IterableSimulator
+    from airflow_provider_iterable.testing import IterableSimulator, run_dag
 
-    def test_welcome_dag(monkeypatch):
+    def test_welcome_dag():
         with IterableSimulator() as sim:
-            # The provider's hooks find Iterable through the connection: point it here.
-            monkeypatch.setenv("AIRFLOW_CONN_ITERABLE_DEFAULT", sim.connection_json())
+            run = run_dag(dag, simulator=sim)   # the DAG under test, e.g. from your dags folder
 
-            dag.test()   # the DAG under test, e.g. imported from your dags folder
-
+            assert run.state == "success"
             calls = sim.requests_for("POST /api/users/update")
             assert calls[0].json["email"] == "ada@example.com"
             assert sim.get_user(email="ada@example.com")["dataFields"]["plan"] == "pro"
@@ -24,6 +23,7 @@ Test a DAG against it::
 
 What it offers:
 
+- ``run_dag(dag, simulator=sim)``: run a DAG once against it; see :mod:`.dag_runs`.
 - ``sim.url`` and ``sim.connection_json(**extra)``: where it listens and the Airflow connection
   for it (the API key is ``sim.api_key``, :data:`DEFAULT_API_KEY` unless you pass ``api_key``).
 - ``sim.requests`` / ``sim.requests_for("POST /api/lists/subscribe")``: :class:`RecordedRequest`
@@ -43,14 +43,18 @@ What it offers:
   ``enforce_rate_limits=False``, ``rate_limited_count()``.
 - Webhooks: pass ``webhook_url`` (and ``webhook_headers``) and every ``email/target`` /
   ``sms/target`` fires ``emailSend`` / ``smsSend`` there; ``sim.fire_webhook("emailOpen",
-  email=...)`` sends any other event; ``sim.wait_for_webhooks()`` and ``sim.webhook_deliveries``.
+  email=...)`` sends any other event; ``sim.wait_for_webhooks()`` and ``sim.webhook_deliveries``;
+  each failed attempt is a WARNING; ``sim.webhook_connection_extra()`` is what the receiver's
+  connection needs to accept them.
 
 From a shell: ``python -m airflow_provider_iterable.testing --port 8765`` (or the
-``iterable-simulator`` command) runs one until Ctrl-C and prints the connection to use.
+``iterable-simulator`` command) runs one until Ctrl-C, prints the connection to use (webhook
+secret included) and prints each failed webhook delivery on stderr.
 """
 
 from __future__ import annotations
 
+from airflow_provider_iterable.testing.dag_runs import run_dag
 from airflow_provider_iterable.testing.simulator import DEFAULT_API_KEY, IterableSimulator, RecordedRequest
 
-__all__ = ["DEFAULT_API_KEY", "IterableSimulator", "RecordedRequest"]
+__all__ = ["DEFAULT_API_KEY", "IterableSimulator", "RecordedRequest", "run_dag"]

@@ -6,6 +6,8 @@ import threading
 import time
 from collections.abc import Mapping
 
+from airflow_provider_iterable._values import is_number
+from airflow_provider_iterable.exceptions import IterableConfigError
 from airflow_provider_iterable.hooks._rate_limit import DEFAULT_RATE_LIMITS, UNDOCUMENTED_RATE_LIMIT
 
 # One table for the hook's pacing and the simulator's 429s: they must agree, or the simulator
@@ -46,8 +48,8 @@ class RateLimiter:
     def __init__(
         self, overrides: Mapping[str, float] | None = None, *, scale: float = 1.0, enforce: bool = True
     ) -> None:
-        if scale <= 0:
-            raise ValueError(f"rate_limit_scale must be positive, got {scale!r}")
+        if not is_number(scale, positive=True):
+            raise IterableConfigError(f"rate_limit_scale must be a positive number, got {scale!r}")
         self.scale = scale
         self.enforce = enforce
         self._base: dict[str, float] = dict(DEFAULT_RATE_LIMITS)
@@ -97,6 +99,8 @@ class RateLimiter:
 
 
 def _check_rate(endpoint: str, per_second: float) -> float:
-    if isinstance(per_second, bool) or not isinstance(per_second, (int, float)) or per_second <= 0:
-        raise ValueError(f"rate limit for {endpoint!r} must be a positive number, got {per_second!r}")
+    if not is_number(per_second, positive=True):
+        raise IterableConfigError(
+            f"rate limit for {endpoint!r} must be a positive number, got {per_second!r}"
+        )
     return float(per_second)

@@ -1,4 +1,4 @@
-"""System-webhook delivery of the simulator: Iterable POSTing events to a configured URL."""
+"""System webhooks of the simulator: their body as Iterable shapes it, and their delivery to a URL."""
 
 from __future__ import annotations
 
@@ -10,10 +10,73 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
 log = logging.getLogger(__name__)
+
+
+def build_webhook(
+    event_name: str, *, email: str | None, user_id: str | None, data_fields: dict[str, Any]
+) -> dict[str, Any]:
+    """Shape a system-webhook body as Iterable sends it."""
+    body: dict[str, Any] = {"email": email, "eventName": event_name, "dataFields": data_fields}
+    if user_id is not None:
+        body["userId"] = user_id
+    return body
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` without user info, query or fragment, which may carry secrets.
+
+    :param url: the URL a webhook is delivered to.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<a URL that does not parse>"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def describe(body: Mapping[str, Any]) -> str:
+    """Name a webhook for a log line by its event, never by the user it is about."""
+    event_name = body.get("eventName")
+    if isinstance(event_name, str):
+        return event_name
+    return f"journey webhook of workflow {body.get('workflowId')}"
+
+
+def receiver_extra(url: str | None, headers: Mapping[str, str]) -> dict[str, Any]:
+    """Return the connection extras with which the webhook receiver accepts deliveries sent with ``headers``.
+
+    The secret is the value of the ``Authorization`` header (else of the first header) without
+    the scheme word before it that the receiver accepts (``Basic``, ``OAuth2``, ``Bearer``).
+
+    :param url: where the webhooks go; ``None`` (no webhooks) needs no extras.
+    :param headers: the headers sent with every webhook.
+    """
+    if not url:
+        return {}
+    if not headers:
+        # Nothing is sent that a secret could be compared with: only an open connection accepts it.
+        return {"webhook_auth": "none"}
+    from airflow_provider_iterable.webhooks.auth import DEFAULT_SECRET_HEADER, SCHEMES
+
+    name = next((n for n in headers if n.lower() == DEFAULT_SECRET_HEADER.lower()), next(iter(headers)))
+    value = headers[name].strip()
+    scheme, _, rest = value.partition(" ")
+    if rest.strip() and scheme.lower() in SCHEMES:
+        value = rest.strip()
+    extra: dict[str, Any] = {"webhook_secrets": [value]}
+    if name.lower() != DEFAULT_SECRET_HEADER.lower():
+        extra["webhook_secret_header"] = name
+    return extra
 
 
 @dataclass
@@ -28,6 +91,12 @@ class _Item:
 RETRY_BACKOFF: tuple[float, ...] = (0.1, 0.3, 0.9)
 #: Connect/read timeout of one delivery attempt, in seconds.
 DELIVERY_TIMEOUT = 5.0
+
+# What a refusal by the provider's receiver means, by status.
+_HINTS: dict[int, str] = {
+    401: "; the receiver refused the secret: the connection's webhook_secrets must hold the one sent",
+    404: "; the receiver knows no such connection id or path",
+}
 
 
 class WebhookSender:
@@ -122,7 +191,8 @@ class WebhookSender:
     def _deliver(self, session: requests.Session, item: _Item) -> None:
         body = item.body
         data = json.dumps(body).encode()
-        for attempt in range(len(RETRY_BACKOFF) + 1):
+        attempts = len(RETRY_BACKOFF) + 1
+        for attempt in range(attempts):
             if attempt and self._stop.wait(RETRY_BACKOFF[attempt - 1]):
                 return
             url, headers = (item.url, item.headers) if item.url else self._target()
@@ -137,8 +207,21 @@ class WebhookSender:
                     timeout=DELIVERY_TIMEOUT,
                 )
                 status = answer.status_code
+                reason = f"HTTP {status}"
             except requests.RequestException as exc:
-                log.debug("webhook delivery to %s failed: %s", url, exc)
+                reason = f"no answer ({type(exc).__name__})"
+                log.debug("webhook delivery to %s failed: %s", redact_url(url), exc)
             self._on_attempt(status, body)
             if 200 <= status < 300:
                 return
+            # A refused delivery is otherwise silent: the receiver stores nothing, a sensor waits.
+            log.warning(
+                "webhook %s to %s failed: %s (attempt %d of %d, %s)%s",
+                describe(body),
+                redact_url(url),
+                reason,
+                attempt + 1,
+                attempts,
+                "giving up" if attempt + 1 == attempts else "retrying",
+                _HINTS.get(status, ""),
+            )

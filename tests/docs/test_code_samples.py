@@ -5,11 +5,15 @@ define a DAG (they contain ``DAG(`` or ``@dag``) are written to a temporary DAGs
 loaded with Airflow's ``DagBag``: a wrong import, class or operator argument is an import error
 there. Every other block is executed, unless an HTML comment ``<!-- skip-run -->`` on the line
 before it says it needs running services or names defined elsewhere; those still compile.
+A block that runs a DAG with ``run_dag(`` is a DAG test, not a DAG file: it is executed with
+Airflow's metadata database migrated. The test functions an executed block defines that take
+no arguments (``def test_...():``) are called, as pytest would.
 ``json`` blocks must parse, and relative links must point at files (and headings) that exist.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -43,8 +47,12 @@ class CodeBlock:
         return f"{self.path.relative_to(REPO_ROOT)}:{self.line}"
 
     @property
+    def is_dag_test(self) -> bool:
+        return "run_dag(" in self.source
+
+    @property
     def is_dag(self) -> bool:
-        return "DAG(" in self.source or "@dag" in self.source
+        return ("DAG(" in self.source or "@dag" in self.source) and not self.is_dag_test
 
 
 def extract_blocks(path: Path, text: str | None = None) -> list[CodeBlock]:
@@ -137,6 +145,7 @@ def test_the_docs_have_samples() -> None:
     assert len(PYTHON_BLOCKS) >= 10
     assert len(DAG_BLOCKS) >= 3
     assert len(RUN_BLOCKS) >= 5
+    assert any(block.is_dag_test for block in RUN_BLOCKS)
 
 
 @pytest.mark.parametrize("block", PYTHON_BLOCKS, ids=lambda b: b.id)
@@ -154,10 +163,29 @@ def test_dag_sample_loads_without_import_errors(
     assert dag_ids.get(name), f"{block.id} defines no DAG"
 
 
-@pytest.mark.parametrize("block", RUN_BLOCKS, ids=lambda b: b.id)
-def test_python_sample_runs(block: CodeBlock, restored_environ: None) -> None:
+def run_block(block: CodeBlock) -> list[str]:
+    """Execute ``block``, then call each test function it defines that takes no arguments.
+
+    :return: the names of the test functions called.
+    """
     namespace: dict[str, object] = {"__name__": _module_name(block)}
     exec(compile(block.source, block.id, "exec"), namespace)
+    called = []
+    for name, value in list(namespace.items()):
+        if not (name.startswith("test_") and inspect.isfunction(value)):
+            continue
+        # A test taking arguments wants pytest fixtures: it is compiled, not called.
+        if all(p.default is not p.empty for p in inspect.signature(value).parameters.values()):
+            value()
+            called.append(name)
+    return called
+
+
+@pytest.mark.parametrize("block", RUN_BLOCKS, ids=lambda b: b.id)
+def test_python_sample_runs(block: CodeBlock, restored_environ: None, request: pytest.FixtureRequest) -> None:
+    if block.is_dag_test:
+        request.getfixturevalue("airflow_db")
+    run_block(block)
 
 
 @pytest.mark.parametrize("block", JSON_BLOCKS, ids=lambda b: b.id)
@@ -236,6 +264,19 @@ def test_skip_run_marker_and_indented_blocks_are_parsed() -> None:
     skipped, indented = extract_blocks(REPO_ROOT / "README.md", text)
     assert skipped.skip_run and skipped.source == "sim.stop()\n"
     assert not indented.skip_run and indented.source == "x = 1\n"
+
+
+def test_a_failing_sample_test_function_fails() -> None:
+    text = "```python\ndef test_it():\n    assert 1 == 2\n\ndef test_fixture(sim):\n    pass\n```\n"
+    (block,) = extract_blocks(REPO_ROOT / "README.md", text)
+    with pytest.raises(AssertionError):
+        run_block(block)
+
+
+def test_a_dag_test_sample_is_run_not_parsed() -> None:
+    text = "```python\nwith DAG('x') as dag: pass\nrun_dag(dag)\n```\n"
+    (block,) = extract_blocks(REPO_ROOT / "README.md", text)
+    assert block.is_dag_test and not block.is_dag
 
 
 def _first_operator_dag() -> str:

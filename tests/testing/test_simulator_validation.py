@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_iterable.testing._api import _check
 from airflow_provider_iterable.testing._spec import BODY_DEFINITIONS, DEFINITIONS
+from airflow_provider_iterable.testing._validation import check_body as _check
 
 FIELDS = sorted(
     {name for definition in DEFINITIONS.values() for name in definition.get("properties", {})} | {"unknown"}

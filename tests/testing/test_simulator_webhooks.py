@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -195,3 +196,39 @@ def test_journey_with_call_webhook_tile_posts_each_entrant(receiver: Receiver) -
     assert bodies[2]["userId"] == "j2"
     # A user known only by userId carries Iterable's placeholder address.
     assert bodies[2]["email"].endswith("@placeholder.email")
+
+
+def test_each_failed_attempt_is_a_warning_without_the_user(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="airflow_provider_iterable.testing")
+    with Receiver(fail_first=2) as flaky, IterableSimulator(webhook_url=flaky.url + "?k=v") as sim:
+        sim.fire_webhook("emailOpen", email="private@example.com")
+        assert sim.wait_for_webhooks(timeout=10)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"webhook emailOpen to {flaky.url} failed: HTTP 500 (attempt 1 of 4, retrying)",
+        f"webhook emailOpen to {flaky.url} failed: HTTP 500 (attempt 2 of 4, retrying)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("headers", "extra"),
+    [
+        ({"Authorization": "Bearer s3cret"}, {"webhook_secrets": ["s3cret"]}),
+        ({"Authorization": "basic  s3cret "}, {"webhook_secrets": ["s3cret"]}),
+        ({"Authorization": "s3cret"}, {"webhook_secrets": ["s3cret"]}),
+        ({"Authorization": "Token s3cret"}, {"webhook_secrets": ["Token s3cret"]}),
+        ({"X-A": "1", "AUTHORIZATION": "OAuth2 s3"}, {"webhook_secrets": ["s3"]}),
+        ({"X-Secret": "s3", "X-B": "2"}, {"webhook_secrets": ["s3"], "webhook_secret_header": "X-Secret"}),
+        ({}, {"webhook_auth": "none"}),
+    ],
+)
+def test_webhook_connection_extra_matches_what_is_sent(
+    headers: dict[str, str], extra: dict[str, Any]
+) -> None:
+    url = "http://127.0.0.1:1/webhooks/iterable_default/system"
+    sim = IterableSimulator(webhook_url=url, webhook_headers=headers)
+    assert sim.webhook_connection_extra() == extra
+
+
+def test_no_webhook_url_needs_no_connection_extra() -> None:
+    assert IterableSimulator(webhook_headers={"Authorization": "Bearer s"}).webhook_connection_extra() == {}
