@@ -11,7 +11,6 @@ thread) that uses one connection draws from the same buckets.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import threading
@@ -19,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from airflow_provider_iterable._values import json_object
 from airflow_provider_iterable.exceptions import IterableConfigError
 
 __all__ = [
@@ -70,23 +70,22 @@ def parse_rate_limits(raw: Any, *, conn_id: str) -> dict[str, float | None]:
     :return: endpoint key -> requests per second, ``None`` meaning not paced.
     :raises IterableConfigError: when the value is not such a mapping.
     """
-    if raw is None or raw == "":
-        return {}
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            raise IterableConfigError(
-                f"Connection {conn_id!r}: extra 'rate_limits' is not valid JSON; expected an object "
-                'such as {"POST /api/users/bulkUpdate": 5}'
-            ) from None
-    if not isinstance(raw, Mapping):
-        raise IterableConfigError(
+    mapping = json_object(
+        raw,
+        f"Connection {conn_id!r}: extra 'rate_limits'",
+        not_json=(
+            f"Connection {conn_id!r}: extra 'rate_limits' is not valid JSON; expected an object "
+            'such as {"POST /api/users/bulkUpdate": 5}'
+        ),
+        not_object=(
             f"Connection {conn_id!r}: extra 'rate_limits' must be an object mapping "
-            f'"METHOD /api/path" to requests per second, got {type(raw).__name__}'
-        )
+            '"METHOD /api/path" to requests per second'
+        ),
+    )
+    if mapping is None:
+        return {}
     limits: dict[str, float | None] = {}
-    for key, value in raw.items():
+    for key, value in mapping.items():
         normalised = " ".join(str(key).split())
         method, _, path = normalised.partition(" ")
         normalised = f"{method.upper()} {path}"
