@@ -108,7 +108,11 @@ class IterableHookBase(BaseHook):
                 if self._settings is None:
                     conn = self.get_connection(self.iterable_conn_id)
                     self._settings = load_settings(
-                        conn, conn_id=self.iterable_conn_id, timeout=self.timeout, log=self.log
+                        conn,
+                        conn_id=self.iterable_conn_id,
+                        timeout=self.timeout,
+                        endpoints=self.endpoint_keys,
+                        log=self.log,
                     )
         return self._settings
 
@@ -218,7 +222,9 @@ class IterableHookBase(BaseHook):
         :param retry: retry rules for this call instead of the hook's.
         """
         if endpoint not in self.endpoint_keys:
-            raise IterableError(f"{endpoint} is called by a method that does not declare it with @endpoint")
+            raise IterableError(
+                f"{endpoint} is declared with @endpoint by no method of {type(self).__name__}"
+            )
         method, _, template = endpoint.partition(" ")
         url_path = (
             template.format_map({name: path_segment(value) for name, value in path.items()})

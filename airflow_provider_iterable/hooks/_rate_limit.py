@@ -11,11 +11,12 @@ thread) that uses one connection draws from the same buckets.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from airflow_provider_iterable._values import json_object
@@ -27,6 +28,7 @@ __all__ = [
     "EndpointRateLimiter",
     "limiter_for",
     "parse_rate_limits",
+    "rate_limit_keys",
 ]
 
 #: Iterable's documented limits in requests per second, keyed by ``"METHOD /api/path-template"``.
@@ -61,14 +63,20 @@ _KEY_PATTERN = re.compile(r"^(GET|POST|PUT|PATCH|DELETE|HEAD) (/\S*)$")
 _DISABLED_WORDS = frozenset({"", "none", "null", "off", "unlimited"})
 
 
-def parse_rate_limits(raw: Any, *, conn_id: str) -> dict[str, float | None]:
+def parse_rate_limits(raw: Any, *, conn_id: str, endpoints: Collection[str]) -> dict[str, float | None]:
     """Validate the connection extra ``rate_limits`` and return it normalised.
+
+    A key must name an endpoint the hook calls or one :data:`DEFAULT_RATE_LIMITS` knows a limit
+    for: a misspelt key would otherwise be accepted and do nothing. The method is read
+    case-insensitively (``post`` can only mean ``POST``); the path is compared exactly, as
+    Iterable's paths are case-sensitive.
 
     :param raw: the extra's value: a mapping or a JSON object string, ``{"METHOD /api/path": per_second}``.
         A value of ``None``, ``"none"`` or a number <= 0 turns pacing off for that endpoint.
     :param conn_id: the connection id, named in error messages.
+    :param endpoints: the endpoint keys the hook calls (``IterableHook.endpoint_keys``).
     :return: endpoint key -> requests per second, ``None`` meaning not paced.
-    :raises IterableConfigError: when the value is not such a mapping.
+    :raises IterableConfigError: when the value is not such a mapping, or names an unknown endpoint.
     """
     mapping = json_object(
         raw,
@@ -84,6 +92,7 @@ def parse_rate_limits(raw: Any, *, conn_id: str) -> dict[str, float | None]:
     )
     if mapping is None:
         return {}
+    known = rate_limit_keys(endpoints)
     limits: dict[str, float | None] = {}
     for key, value in mapping.items():
         normalised = " ".join(str(key).split())
@@ -94,8 +103,27 @@ def parse_rate_limits(raw: Any, *, conn_id: str) -> dict[str, float | None]:
                 f"Connection {conn_id!r}: extra 'rate_limits' key {key!r} is not of the form "
                 '"METHOD /api/path-template", e.g. "POST /api/users/bulkUpdate" or "GET /api/users/{email}"'
             )
+        if normalised not in known:
+            raise _unknown_key(key, normalised, known, conn_id)
         limits[normalised] = _parse_rate(value, key=normalised, conn_id=conn_id)
     return limits
+
+
+def rate_limit_keys(endpoints: Collection[str]) -> frozenset[str]:
+    """Return every key the ``rate_limits`` extra accepts.
+
+    :param endpoints: the endpoint keys the hook calls.
+    """
+    return frozenset(endpoints).union(DEFAULT_RATE_LIMITS)
+
+
+def _unknown_key(key: Any, normalised: str, known: Collection[str], conn_id: str) -> IterableConfigError:
+    close = difflib.get_close_matches(normalised, known, n=1, cutoff=0.8)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return IterableConfigError(
+        f"Connection {conn_id!r}: extra 'rate_limits' key {key!r} names no endpoint the hook calls "
+        f"or knows a limit for{hint}; the known keys are: {', '.join(sorted(known))}"
+    )
 
 
 def _parse_rate(value: Any, *, key: str, conn_id: str) -> float | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -62,12 +62,15 @@ class HookSettings:
     rate_limits: dict[str, float | None]
 
 
-def load_settings(conn: Any, *, conn_id: str, timeout: float | None, log: Any) -> HookSettings:
+def load_settings(
+    conn: Any, *, conn_id: str, timeout: float | None, endpoints: Collection[str], log: Any
+) -> HookSettings:
     """Validate an Airflow connection of type ``iterable``; return the hook's settings.
 
     :param conn: the connection (``password``, ``host``, ``port``, ``extra``, ``extra_dejson``).
     :param conn_id: its id, named in messages.
     :param timeout: the hook's own timeout in seconds, which overrides the ``timeout`` extra.
+    :param endpoints: the endpoint keys the hook calls, which ``rate_limits`` may name.
     :param log: where a key that does not look like Iterable's is warned about.
     :raises IterableConfigError: when the connection cannot be used.
     """
@@ -110,7 +113,7 @@ def load_settings(conn: Any, *, conn_id: str, timeout: float | None, log: Any) -
         base_url=base_url,
         connect_timeout=min(timeout, MAX_CONNECT_TIMEOUT),
         read_timeout=timeout,
-        rate_limits=parse_rate_limits(extra.get("rate_limits"), conn_id=conn_id),
+        rate_limits=parse_rate_limits(extra.get("rate_limits"), conn_id=conn_id, endpoints=endpoints),
     )
 
 
