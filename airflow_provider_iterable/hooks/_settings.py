@@ -53,6 +53,9 @@ class HookSettings:
     :param read_timeout: seconds to wait for an answer.
     :param rate_limits: the connection's pacing overrides, endpoint key -> requests per second
         (``None``: not paced).
+    :param data_center: ``"us"`` or ``"eu"`` when ``base_url`` is one of Iterable's data centers,
+        ``None`` for any other host (the simulator, a proxy).
+    :param from_host: whether ``base_url`` came from the connection's Host field (else from the region).
     """
 
     api_key: str
@@ -60,6 +63,8 @@ class HookSettings:
     connect_timeout: float
     read_timeout: float
     rate_limits: dict[str, float | None]
+    data_center: str | None = None
+    from_host: bool = False
 
 
 def load_settings(
@@ -99,7 +104,8 @@ def load_settings(
             conn_id,
         )
 
-    base_url = _base_url(conn.host, conn.port, extra.get("region"), conn_id)
+    host = (conn.host or "").strip()
+    base_url = _base_url(host, conn.port, extra.get("region"), conn_id)
 
     if timeout is None:
         raw_timeout = extra.get("timeout")
@@ -111,6 +117,8 @@ def load_settings(
     return HookSettings(
         api_key=api_key,
         base_url=base_url,
+        data_center=next((name for name, url in REGION_BASE_URLS.items() if url == base_url), None),
+        from_host=bool(host),
         connect_timeout=min(timeout, MAX_CONNECT_TIMEOUT),
         read_timeout=timeout,
         rate_limits=parse_rate_limits(extra.get("rate_limits"), conn_id=conn_id, endpoints=endpoints),
@@ -134,10 +142,10 @@ def positive_seconds(value: Any, name: str) -> float:
     raise IterableConfigError(f"{name} must be a positive, finite number of seconds, got {value!r}")
 
 
-def _base_url(host: str | None, port: int | None, region: Any, conn_id: str) -> str:
+def _base_url(host: str, port: int | None, region: Any, conn_id: str) -> str:
     """Return the API base URL: the Host field when set, else the region's URL."""
-    if host and host.strip():
-        host = host.strip().rstrip("/")
+    if host:
+        host = host.rstrip("/")
         parts = urlsplit(host)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise IterableConfigError(

@@ -159,7 +159,7 @@ def decode_answer(
     detail = None
     if status in (401, 403):
         error_cls = IterableAuthError
-        detail = auth_hint(status, settings.base_url, code=code)
+        detail = auth_hint(status, settings, code=code)
     elif status == 404:
         error_cls = IterableNotFoundError
     elif status == 429:
@@ -175,22 +175,38 @@ def decode_answer(
     )
 
 
-def auth_hint(status: int, base_url: str, code: str | None = None) -> str:
+def auth_hint(status: int, settings: HookSettings, code: str | None = None) -> str:
     """Return what a 401 or 403 means and what to check.
 
+    The data center is suspected only where the key went to one of Iterable's: behind any other
+    host (the simulator, a proxy) that advice would send the reader the wrong way.
+
     :param status: 401 (the key was refused) or 403 (the key may not make this call).
-    :param base_url: where the key was sent.
+    :param settings: where the key was sent, and whether the connection's region or Host said so.
     :param code: Iterable's ``code``, if any (``"BadApiKey"``).
     """
+    base_url = settings.base_url
+    code_text = f" {code}" if code else ""
     if status == 403:
         return (
-            f"Iterable at {base_url} accepted the API key but refused this call (HTTP 403"
-            f"{' ' + code if code else ''}): the key's type lacks the permission; use a server-side key"
+            f"Iterable at {base_url} accepted the API key but refused this call (HTTP 403{code_text}): "
+            "the key's type lacks the permission; use a server-side key"
         )
+    if settings.data_center is None:
+        return (
+            f"The API at {base_url} (the connection's Host) rejected the API key (HTTP 401{code_text}). "
+            "Check the key, and that it is a key of the Iterable project, simulator or proxy at that host"
+        )
+    where = (
+        f"the connection's Host points at the {settings.data_center.upper()} data center; check it, "
+        "or clear it and set the region (us or eu)"
+        if settings.from_host
+        else "check the connection's region (us or eu)"
+    )
     return (
-        f"Iterable at {base_url} rejected the API key (HTTP 401{' ' + code if code else ''}). Check "
-        "the key; note that a key works only in its own data center, so a US project's key fails "
-        "against the EU API and vice versa: check the connection's region (us or eu)"
+        f"Iterable at {base_url} rejected the API key (HTTP 401{code_text}). Check the key; note that "
+        "a key works only in its own data center, so a US project's key fails against the EU API "
+        f"and vice versa: {where}"
     )
 
 

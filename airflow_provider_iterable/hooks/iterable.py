@@ -99,7 +99,7 @@ class IterableHook(UsersApi, ListsApi, EventsApi, MessagingApi):
         except IterableConfigError as exc:
             return False, str(exc)
         except IterableAuthError as exc:
-            return False, auth_hint(exc.status, self._get_settings().base_url, code=exc.code)
+            return False, auth_hint(exc.status, self._get_settings(), code=exc.code)
         except IterableConnectionError as exc:
             return False, (
                 f"Could not reach Iterable at {self._get_settings().base_url}: {exc.reason or exc}. "
