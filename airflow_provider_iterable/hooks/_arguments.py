@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_iterable.exceptions import IterableConfigError
 
-__all__ = ["as_dict", "as_list", "blank", "require_identity", "require_text"]
+__all__ = ["as_dict", "as_list", "blank", "require_identity", "require_items", "require_text"]
 
 
 def blank(value: Any) -> bool:
@@ -41,6 +41,24 @@ def require_identity(method: str, **candidates: Any) -> None:
         names = list(candidates)
         wanted = " or ".join(names) if len(names) == 2 else ", ".join(names[:-1]) + f" or {names[-1]}"
         raise IterableConfigError(f"{method} needs {wanted}")
+
+
+def require_items(method: str, name: str, value: Any) -> list[Any]:
+    """Return the items of a bulk argument (users, subscribers, events) as a list.
+
+    A string or a single mapping is refused rather than turned into a list of its characters
+    or keys.
+
+    :param method: the hook method, named in the message.
+    :param name: the argument, named in the message.
+    :param value: a list, tuple or any other iterable of items.
+    :raises IterableConfigError: when it is not one.
+    """
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise IterableConfigError(
+            f"{method} needs {name} as a list of items in Iterable's shape, got {type(value).__name__}"
+        )
+    return list(value)
 
 
 def as_list(values: Sequence[Any] | None) -> list[Any] | None:

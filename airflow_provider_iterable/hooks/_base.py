@@ -197,7 +197,9 @@ class IterableHookBase(BaseHook):
 
         .. seealso:: https://api.iterable.com/api/docs
         """
-        if not path.startswith("/api/"):
+        if not isinstance(method, str) or not method.strip():
+            raise IterableConfigError(f"request needs method as a string such as 'GET', got {method!r}")
+        if not isinstance(path, str) or not path.startswith("/api/"):
             raise IterableConfigError(f"request needs a path starting with /api/, got {path!r}")
         method = method.upper()
         template = endpoint or path

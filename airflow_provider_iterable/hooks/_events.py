@@ -6,7 +6,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_iterable.hooks._arguments import as_dict, require_identity, require_text
+from airflow_provider_iterable.hooks._arguments import (
+    as_dict,
+    require_identity,
+    require_items,
+    require_text,
+)
 from airflow_provider_iterable.hooks._base import IterableHookBase, endpoint
 from airflow_provider_iterable.hooks._encoding import compact, epoch_seconds
 
@@ -76,4 +81,5 @@ class EventsApi(IterableHookBase):
 
         .. seealso:: https://api.iterable.com/api/docs#events_trackBulk
         """
-        return as_dict(self._call("POST /api/events/trackBulk", body={"events": list(events)}))
+        body = {"events": require_items("track_events", "events", events)}
+        return as_dict(self._call("POST /api/events/trackBulk", body=body))

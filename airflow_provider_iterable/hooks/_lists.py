@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_provider_iterable.exceptions import IterableOutcomeUnknownError
-from airflow_provider_iterable.hooks._arguments import as_dict, require_text
+from airflow_provider_iterable.hooks._arguments import as_dict, require_items, require_text
 from airflow_provider_iterable.hooks._base import IterableHookBase, endpoint
 from airflow_provider_iterable.hooks._encoding import compact
 
@@ -70,7 +70,7 @@ class ListsApi(IterableHookBase):
         body = compact(
             {
                 "listId": list_id,
-                "subscribers": list(subscribers),
+                "subscribers": require_items("subscribe_to_list", "subscribers", subscribers),
                 "updateExistingUsersOnly": update_existing_users_only,
             }
         )
@@ -98,7 +98,7 @@ class ListsApi(IterableHookBase):
         body = compact(
             {
                 "listId": list_id,
-                "subscribers": list(subscribers),
+                "subscribers": require_items("unsubscribe_from_list", "subscribers", subscribers),
                 "campaignId": campaign_id,
                 "channelUnsubscribe": channel_unsubscribe,
             }

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from airflow_provider_iterable._values import json_object
+from airflow_provider_iterable._values import is_number, json_object
 from airflow_provider_iterable.exceptions import IterableConfigError
 
 __all__ = [
@@ -154,8 +154,8 @@ class EndpointRateLimiter:
     Thread-safe: each caller reserves the next free slot under a lock and sleeps outside it, so
     callers are served in arrival order and never exceed the rate together.
 
-    :param limits: endpoint key -> requests per second (``None``: not paced). Keys not listed use
-        :data:`DEFAULT_RATE_LIMITS`, then ``default_rate``.
+    :param limits: endpoint key -> requests per second, positive (``None``: not paced). Keys not
+        listed use :data:`DEFAULT_RATE_LIMITS`, then ``default_rate``.
     :param default_rate: requests per second for endpoints found nowhere else.
     :param clock: a monotonic clock in seconds (injectable for tests of the arithmetic).
     :param sleep: how to wait, in seconds.
@@ -169,6 +169,10 @@ class EndpointRateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if not is_number(default_rate, positive=True):
+            raise IterableConfigError(
+                f"default_rate must be a positive number of requests per second, got {default_rate!r}"
+            )
         self._lock = threading.Lock()
         self._clock = clock
         self._sleep = sleep
@@ -181,9 +185,17 @@ class EndpointRateLimiter:
         """Set the overrides of the built-in limits (replacing earlier overrides).
 
         :param limits: endpoint key -> requests per second, ``None`` meaning not paced.
+        :raises IterableConfigError: when a rate is not a positive number.
         """
         merged: dict[str, float | None] = dict(DEFAULT_RATE_LIMITS)
         merged.update(limits)
+        for endpoint, rate in merged.items():
+            # A rate of 0 would divide by zero at the first call, a negative one never wait.
+            if rate is not None and not is_number(rate, positive=True):
+                raise IterableConfigError(
+                    f"the rate of {endpoint!r} must be a positive number of requests per second "
+                    f"(or None for no pacing), got {rate!r}"
+                )
         with self._lock:
             self._limits = merged
 

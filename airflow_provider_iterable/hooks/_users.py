@@ -11,6 +11,7 @@ from airflow_provider_iterable.hooks._arguments import (
     as_list,
     blank,
     require_identity,
+    require_items,
     require_text,
 )
 from airflow_provider_iterable.hooks._base import IterableHookBase, endpoint
@@ -70,7 +71,12 @@ class UsersApi(IterableHookBase):
 
         .. seealso:: https://api.iterable.com/api/docs#users_bulkUpdateUser
         """
-        body = compact({"users": list(users), "createNewFields": create_new_fields})
+        body = compact(
+            {
+                "users": require_items("bulk_update_users", "users", users),
+                "createNewFields": create_new_fields,
+            }
+        )
         return as_dict(self._call("POST /api/users/bulkUpdate", body=body))
 
     @endpoint("GET /api/users/getByEmail")
@@ -159,8 +165,10 @@ class UsersApi(IterableHookBase):
         """
         if blank(email) == blank(user_id):
             raise IterableConfigError("delete_user needs exactly one of email or user_id")
-        if email and email.strip():
-            return as_dict(self._call("DELETE /api/users/{email}", path={"email": email}))
+        if not blank(email):
+            require_text("delete_user", "email", email)
+            return as_dict(self._call("DELETE /api/users/{email}", path={"email": cast(str, email)}))
+        require_text("delete_user", "user_id", user_id)
         return as_dict(self._call("DELETE /api/users/byUserId/{userId}", path={"userId": cast(str, user_id)}))
 
 

@@ -244,3 +244,11 @@ def test_the_documented_table_lists_every_known_key():
     table = (Path(__file__).parents[2] / "docs" / "rate-limits.md").read_text()
     missing = [key for key in sorted(rate_limit_keys(IterableHook.endpoint_keys)) if f"`{key}`" not in table]
     assert missing == []
+
+
+@pytest.mark.parametrize("rate", [0, -1.0, float("nan"), "5", True])
+def test_a_limiter_refuses_a_rate_that_is_not_positive(rate: Any):
+    with pytest.raises(IterableConfigError, match="must be a positive number of requests per second"):
+        EndpointRateLimiter({"POST /x": rate})
+    with pytest.raises(IterableConfigError, match="default_rate must be a positive number"):
+        EndpointRateLimiter(default_rate=rate)
