@@ -107,8 +107,8 @@ def _connect_failure(exc: requests.RequestException, connect_timeout: float) -> 
         if isinstance(reason, NameResolutionError):
             return "the host name could not be resolved"
         if isinstance(reason, NewConnectionError):
-            text = str(reason).lower()
-            if "refused" in text:
+            # urllib3 raises it from the socket's own error, which says what happened by its type.
+            if isinstance(reason.__cause__ or reason.__context__, ConnectionRefusedError):
                 return "connection refused"
             return "the connection could not be established"
     return None
