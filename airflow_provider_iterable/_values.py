@@ -132,13 +132,19 @@ def id_like(value: Any) -> int | None:
 # -- JSON ---------------------------------------------------------------------------------------
 
 
-def json_object(value: Any, name: str) -> dict[str, Any] | None:
+def json_object(
+    value: Any, name: str, *, not_json: str | None = None, not_object: str | None = None
+) -> dict[str, Any] | None:
     """Return a mapping given as a mapping or as JSON text (a connection extra, a rendered template).
 
     ``None`` and an empty or blank string are ``None`` (unset).
 
     :param value: a mapping, a JSON object string, ``None`` or ``""``.
     :param name: what the value is, for the message (``"extra 'rate_limits'"``).
+    :param not_json: the whole message when ``value`` is text that is not JSON (default: one
+        naming ``name``).
+    :param not_object: the message when the value is not an object, before the ``", got <type>"``
+        that is appended (default: one naming ``name``).
     :raises IterableConfigError: when it is text that is not JSON, or not an object.
     """
     if value is None or (isinstance(value, str) and not value.strip()):
@@ -147,9 +153,12 @@ def json_object(value: Any, name: str) -> dict[str, Any] | None:
         try:
             value = json.loads(value)
         except ValueError:
-            raise IterableConfigError(f"{name} must be a JSON object, got text that is not JSON") from None
+            raise IterableConfigError(
+                not_json or f"{name} must be a JSON object, got text that is not JSON"
+            ) from None
     if not isinstance(value, Mapping):
-        raise IterableConfigError(f"{name} must be a JSON object (a mapping), got {type(value).__name__}")
+        wanted = not_object or f"{name} must be a JSON object (a mapping)"
+        raise IterableConfigError(f"{wanted}, got {type(value).__name__}")
     return dict(value)
 
 

@@ -12,6 +12,7 @@ template, the HTTP status and Iterable's own ``code``/``msg``, never from reques
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -83,6 +84,8 @@ class IterableApiError(IterableError):
         super().__init__(self._render())
 
     def _render(self) -> str:
+        # Iterable's msg and params echo identifiers ("invalid email ...", a bulk answer's
+        # failedUpdates): the attributes keep them for code, the message masks every address.
         text = f"Iterable answered HTTP {self.status} to {self.endpoint}"
         if self.code:
             text += f" (code {self.code})"
@@ -93,12 +96,14 @@ class IterableApiError(IterableError):
                 rendered = json.dumps(self.params, sort_keys=True, default=str)
             except (TypeError, ValueError):
                 rendered = repr(self.params)
+            # Masked before it is cut short, so no address is cut off before its "@".
+            rendered = _mask_email_addresses(rendered)
             if len(rendered) > _MAX_PARAMS_CHARS:
                 rendered = rendered[:_MAX_PARAMS_CHARS] + "..."
             text += f" [params: {rendered}]"
         if self.detail:
             text += f". {self.detail}"
-        return text
+        return _mask_email_addresses(text)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keyword-only constructors do not survive the default Exception pickling, and Airflow
@@ -230,3 +235,14 @@ class WebhookRejectedError(IterableError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.status, self.detail))
+
+
+# The local part of anything written like an e-mail address: the characters before an "@", back
+# to a space, quote, bracket, separator or slash. Valid or not (Iterable echoes invalid addresses
+# too), what stands before an "@" identifies a person; the domain is kept, as it does not.
+_EMAIL_LOCAL_PART = re.compile(r"[^\s@\"'<>()\[\]{},;:/\\]+(?=@)")
+
+
+def _mask_email_addresses(text: str) -> str:
+    """Return ``text`` with the local part of every e-mail address replaced by ``***``."""
+    return _EMAIL_LOCAL_PART.sub("***", text)

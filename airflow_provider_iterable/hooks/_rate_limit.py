@@ -11,14 +11,15 @@ thread) that uses one connection draws from the same buckets.
 
 from __future__ import annotations
 
-import json
+import difflib
 import math
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from airflow_provider_iterable._values import is_number, json_object
 from airflow_provider_iterable.exceptions import IterableConfigError
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "EndpointRateLimiter",
     "limiter_for",
     "parse_rate_limits",
+    "rate_limit_keys",
 ]
 
 #: Iterable's documented limits in requests per second, keyed by ``"METHOD /api/path-template"``.
@@ -61,32 +63,38 @@ _KEY_PATTERN = re.compile(r"^(GET|POST|PUT|PATCH|DELETE|HEAD) (/\S*)$")
 _DISABLED_WORDS = frozenset({"", "none", "null", "off", "unlimited"})
 
 
-def parse_rate_limits(raw: Any, *, conn_id: str) -> dict[str, float | None]:
+def parse_rate_limits(raw: Any, *, conn_id: str, endpoints: Collection[str]) -> dict[str, float | None]:
     """Validate the connection extra ``rate_limits`` and return it normalised.
+
+    A key must name an endpoint the hook calls or one :data:`DEFAULT_RATE_LIMITS` knows a limit
+    for: a misspelt key would otherwise be accepted and do nothing. The method is read
+    case-insensitively (``post`` can only mean ``POST``); the path is compared exactly, as
+    Iterable's paths are case-sensitive.
 
     :param raw: the extra's value: a mapping or a JSON object string, ``{"METHOD /api/path": per_second}``.
         A value of ``None``, ``"none"`` or a number <= 0 turns pacing off for that endpoint.
     :param conn_id: the connection id, named in error messages.
+    :param endpoints: the endpoint keys the hook calls (``IterableHook.endpoint_keys``).
     :return: endpoint key -> requests per second, ``None`` meaning not paced.
-    :raises IterableConfigError: when the value is not such a mapping.
+    :raises IterableConfigError: when the value is not such a mapping, or names an unknown endpoint.
     """
-    if raw is None or raw == "":
-        return {}
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            raise IterableConfigError(
-                f"Connection {conn_id!r}: extra 'rate_limits' is not valid JSON; expected an object "
-                'such as {"POST /api/users/bulkUpdate": 5}'
-            ) from None
-    if not isinstance(raw, Mapping):
-        raise IterableConfigError(
+    mapping = json_object(
+        raw,
+        f"Connection {conn_id!r}: extra 'rate_limits'",
+        not_json=(
+            f"Connection {conn_id!r}: extra 'rate_limits' is not valid JSON; expected an object "
+            'such as {"POST /api/users/bulkUpdate": 5}'
+        ),
+        not_object=(
             f"Connection {conn_id!r}: extra 'rate_limits' must be an object mapping "
-            f'"METHOD /api/path" to requests per second, got {type(raw).__name__}'
-        )
+            '"METHOD /api/path" to requests per second'
+        ),
+    )
+    if mapping is None:
+        return {}
+    known = rate_limit_keys(endpoints)
     limits: dict[str, float | None] = {}
-    for key, value in raw.items():
+    for key, value in mapping.items():
         normalised = " ".join(str(key).split())
         method, _, path = normalised.partition(" ")
         normalised = f"{method.upper()} {path}"
@@ -95,8 +103,27 @@ def parse_rate_limits(raw: Any, *, conn_id: str) -> dict[str, float | None]:
                 f"Connection {conn_id!r}: extra 'rate_limits' key {key!r} is not of the form "
                 '"METHOD /api/path-template", e.g. "POST /api/users/bulkUpdate" or "GET /api/users/{email}"'
             )
+        if normalised not in known:
+            raise _unknown_key(key, normalised, known, conn_id)
         limits[normalised] = _parse_rate(value, key=normalised, conn_id=conn_id)
     return limits
+
+
+def rate_limit_keys(endpoints: Collection[str]) -> frozenset[str]:
+    """Return every key the ``rate_limits`` extra accepts.
+
+    :param endpoints: the endpoint keys the hook calls.
+    """
+    return frozenset(endpoints).union(DEFAULT_RATE_LIMITS)
+
+
+def _unknown_key(key: Any, normalised: str, known: Collection[str], conn_id: str) -> IterableConfigError:
+    close = difflib.get_close_matches(normalised, known, n=1, cutoff=0.8)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return IterableConfigError(
+        f"Connection {conn_id!r}: extra 'rate_limits' key {key!r} names no endpoint the hook calls "
+        f"or knows a limit for{hint}; the known keys are: {', '.join(sorted(known))}"
+    )
 
 
 def _parse_rate(value: Any, *, key: str, conn_id: str) -> float | None:
@@ -127,8 +154,8 @@ class EndpointRateLimiter:
     Thread-safe: each caller reserves the next free slot under a lock and sleeps outside it, so
     callers are served in arrival order and never exceed the rate together.
 
-    :param limits: endpoint key -> requests per second (``None``: not paced). Keys not listed use
-        :data:`DEFAULT_RATE_LIMITS`, then ``default_rate``.
+    :param limits: endpoint key -> requests per second, positive (``None``: not paced). Keys not
+        listed use :data:`DEFAULT_RATE_LIMITS`, then ``default_rate``.
     :param default_rate: requests per second for endpoints found nowhere else.
     :param clock: a monotonic clock in seconds (injectable for tests of the arithmetic).
     :param sleep: how to wait, in seconds.
@@ -142,6 +169,10 @@ class EndpointRateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if not is_number(default_rate, positive=True):
+            raise IterableConfigError(
+                f"default_rate must be a positive number of requests per second, got {default_rate!r}"
+            )
         self._lock = threading.Lock()
         self._clock = clock
         self._sleep = sleep
@@ -154,9 +185,17 @@ class EndpointRateLimiter:
         """Set the overrides of the built-in limits (replacing earlier overrides).
 
         :param limits: endpoint key -> requests per second, ``None`` meaning not paced.
+        :raises IterableConfigError: when a rate is not a positive number.
         """
         merged: dict[str, float | None] = dict(DEFAULT_RATE_LIMITS)
         merged.update(limits)
+        for endpoint, rate in merged.items():
+            # A rate of 0 would divide by zero at the first call, a negative one never wait.
+            if rate is not None and not is_number(rate, positive=True):
+                raise IterableConfigError(
+                    f"the rate of {endpoint!r} must be a positive number of requests per second "
+                    f"(or None for no pacing), got {rate!r}"
+                )
         with self._lock:
             self._limits = merged
 

@@ -1,9 +1,10 @@
 """What to retry and how long to wait between attempts of one call to Iterable.
 
-One predicate (:func:`is_retryable`) decides for every endpoint; :class:`RetryController` holds
-a hook's retry rules: the wait before each next attempt (``Retry-After`` first, otherwise
-exponential backoff with jitter, capped), the total deadline, the log line of each failed
-attempt, and the error raised when giving up.
+:func:`is_idempotent` says which calls may be repeated once they may have reached Iterable
+(ITERABLE_API.md, "Safe to retry"). One predicate (:func:`is_retryable`) decides for every
+endpoint; :class:`RetryController` holds a hook's retry rules: the wait before each next
+attempt (``Retry-After`` first, otherwise exponential backoff with jitter, capped), the total
+deadline, the log line of each failed attempt, and the error raised when giving up.
 
 The hook classifies failures before they reach the predicate: a failure that may have been
 delivered (read timeout, dropped connection, 5xx) on an endpoint that must not be repeated is
@@ -18,7 +19,7 @@ import logging
 import math
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn, TypeVar
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "RetryController",
     "backoff_seconds",
+    "is_idempotent",
     "is_retryable",
     "parse_retry_after",
 ]
@@ -51,6 +53,43 @@ DEFAULT_MAX_ATTEMPTS = 10
 T = TypeVar("T")
 
 _DELTA_SECONDS = re.compile(r"^\s*\d+(\.\d+)?\s*$")
+
+# POSTs whose repetition leaves Iterable as one call would (ITERABLE_API.md "Safe to retry").
+_IDEMPOTENT_POSTS = frozenset(
+    {
+        "POST /api/users/update",
+        "POST /api/users/bulkUpdate",
+        "POST /api/users/updateSubscriptions",
+        "POST /api/lists/subscribe",
+        "POST /api/lists/unsubscribe",
+    }
+)
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "DELETE"})
+
+
+def is_idempotent(endpoint: str, body: Any) -> bool:
+    """Return whether repeating a call that may have arrived leaves Iterable as one call would.
+
+    :param endpoint: the endpoint key, ``"METHOD /api/path-template"``.
+    :param body: the JSON body: ``events/track`` and ``events/trackBulk`` are safe only when every
+        event carries an ``id`` (the same id updates instead of duplicating).
+    """
+    method = endpoint.split(" ", 1)[0]
+    if method in _IDEMPOTENT_METHODS or endpoint in _IDEMPOTENT_POSTS:
+        return True
+    if endpoint == "POST /api/events/track":
+        return isinstance(body, Mapping) and _has_event_id(body)
+    if endpoint == "POST /api/events/trackBulk":
+        events = body.get("events") if isinstance(body, Mapping) else None
+        if not isinstance(events, Sequence) or not events:
+            return False
+        return all(isinstance(event, Mapping) and _has_event_id(event) for event in events)
+    return False
+
+
+def _has_event_id(event: Mapping[str, Any]) -> bool:
+    value = event.get("id")
+    return value is not None and str(value) != ""
 
 
 def is_retryable(exc: BaseException) -> bool:

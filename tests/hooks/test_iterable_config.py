@@ -9,7 +9,11 @@ from typing import Any
 import pytest
 from requests.adapters import HTTPAdapter
 
-from airflow_provider_iterable.exceptions import IterableConfigError, IterableConnectionError
+from airflow_provider_iterable.exceptions import (
+    IterableAuthError,
+    IterableConfigError,
+    IterableConnectionError,
+)
 from airflow_provider_iterable.hooks.iterable import IterableHook
 from airflow_provider_iterable.testing import DEFAULT_API_KEY, IterableSimulator
 
@@ -194,15 +198,65 @@ def test_default_timeout_is_thirty_seconds(sim: IterableSimulator, make_hook: Ho
     assert (settings.connect_timeout, settings.read_timeout) == (10.0, 30.0)
 
 
-def test_test_connection_bad_key_mentions_the_data_center(
+class ForwardingAdapter(HTTPAdapter):
+    """A requests transport adapter that sends what is addressed to ``origin`` to ``target`` instead.
+
+    Mounted for Iterable's own URL, it lets a hook whose base URL comes from the region reach
+    the simulator, so the answers it gets are those of a real request.
+    """
+
+    def __init__(self, origin: str, target: str) -> None:
+        super().__init__()
+        self.origin = origin
+        self.target = target
+
+    def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+        request.url = self.target + request.url[len(self.origin) :]
+        return super().send(request, **kwargs)
+
+
+def forward_to(hook: IterableHook, sim: IterableSimulator) -> None:
+    hook.session.mount(hook.base_url, ForwardingAdapter(hook.base_url, sim.url))
+
+
+def test_test_connection_bad_key_against_a_region_mentions_the_data_center(
+    sim: IterableSimulator, monkeypatch: pytest.MonkeyPatch
+):
+    hook = hook_for(monkeypatch, password="0" * 32, extra={"region": "eu"})
+    forward_to(hook, sim)
+    ok, message = hook.test_connection()
+    assert not ok
+    assert len(sim.requests) == 1
+    assert "Iterable at https://api.eu.iterable.com rejected the API key (HTTP 401 BadApiKey)" in message
+    assert "data center" in message
+    assert "region (us or eu)" in message
+    with pytest.raises(IterableAuthError) as caught:
+        hook.get_lists()
+    assert "check the connection's region (us or eu)" in str(caught.value)
+
+
+def test_test_connection_bad_key_at_a_data_center_host_mentions_the_host(
+    sim: IterableSimulator, monkeypatch: pytest.MonkeyPatch
+):
+    hook = hook_for(monkeypatch, host="https://api.eu.iterable.com", password="0" * 32)
+    forward_to(hook, sim)
+    ok, message = hook.test_connection()
+    assert not ok
+    assert "rejected the API key (HTTP 401 BadApiKey)" in message
+    assert "the connection's Host points at the EU data center" in message
+
+
+def test_test_connection_bad_key_at_another_host_names_the_host_not_the_data_center(
     sim: IterableSimulator, monkeypatch: pytest.MonkeyPatch
 ):
     hook = hook_for(monkeypatch, host=sim.url, password="0" * 32)
     ok, message = hook.test_connection()
     assert not ok
-    assert "rejected the API key (HTTP 401 BadApiKey)" in message
-    assert "data center" in message
-    assert "region (us or eu)" in message
+    assert (
+        f"The API at {sim.url} (the connection's Host) rejected the API key (HTTP 401 BadApiKey)" in message
+    )
+    assert "data center" not in message
+    assert "region" not in message
 
 
 def test_test_connection_unreachable_host(closed_port: int, monkeypatch: pytest.MonkeyPatch):

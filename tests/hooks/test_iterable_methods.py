@@ -437,3 +437,48 @@ def test_test_connection_succeeds(sim: IterableSimulator, make_hook: HookFactory
     assert sim.url in message
     request = only_request(sim)
     assert (request.method, request.path) == ("GET", "/api/channels")
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (
+            lambda hook: hook.delete_user(user_id=42),
+            "delete_user needs user_id as a non-empty string, got 42",
+        ),
+        (lambda hook: hook.delete_user(email=123), "delete_user needs email as a non-empty string, got 123"),
+        (lambda hook: hook.bulk_update_users(None), "bulk_update_users needs users as a list"),
+        # One user passed bare would have been sent as the list of its keys.
+        (lambda hook: hook.bulk_update_users({"email": "a@example.com"}), "got dict"),
+        (lambda hook: hook.subscribe_to_list(1, "a@example.com"), "subscribe_to_list needs subscribers"),
+        (lambda hook: hook.unsubscribe_from_list(1, None), "unsubscribe_from_list needs subscribers"),
+        (lambda hook: hook.track_events(7), "track_events needs events as a list"),
+        (lambda hook: hook.request("GET", None), "request needs a path starting with /api/"),
+        (lambda hook: hook.request(None, "/api/lists"), "request needs method as a string"),
+    ],
+    ids=[
+        "delete_user user_id int",
+        "delete_user email int",
+        "bulk users None",
+        "bulk users one mapping",
+        "subscribers a string",
+        "unsubscribers None",
+        "events a number",
+        "request path None",
+        "request method None",
+    ],
+)
+def test_bad_arguments_are_config_errors_before_any_request(
+    sim: IterableSimulator, make_hook: HookFactory, call: Any, match: str
+):
+    with pytest.raises(IterableConfigError, match=match):
+        call(make_hook())
+    assert sim.requests == []
+
+
+def test_bulk_items_may_come_from_any_iterable(sim: IterableSimulator, make_hook: HookFactory):
+    answer = make_hook().track_events(
+        {"eventName": "open", "email": f"u{n}@example.com", "id": f"e-{n}"} for n in range(3)
+    )
+    assert len(only_request(sim).json["events"]) == 3
+    assert answer["successCount"] == 3

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from airflow_provider_iterable.exceptions import IterableRateLimitError
+from airflow_provider_iterable.exceptions import IterableConfigError, IterableError, IterableRateLimitError
+from airflow_provider_iterable.hooks import _base
 from airflow_provider_iterable.hooks._rate_limit import (
     DEFAULT_RATE_LIMITS,
     UNDOCUMENTED_RATE_LIMIT,
     EndpointRateLimiter,
+    rate_limit_keys,
 )
+from airflow_provider_iterable.hooks._retry import _IDEMPOTENT_POSTS
 from airflow_provider_iterable.hooks.iterable import IterableHook
 from airflow_provider_iterable.testing import IterableSimulator
 
@@ -163,3 +168,87 @@ def test_bucket_arithmetic_is_even_spacing_with_burst_one():
     assert limiter.acquire("POST /x") == 0.0
     assert limiter.acquire("POST /x") == 0.25
     assert slept == [0.25, 0.25, 0.25, 0.25]
+
+
+# -- which keys the rate_limits extra accepts -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "suggestion"),
+    [
+        ("POST /api/user/bulkUpdate", "POST /api/users/bulkUpdate"),
+        # Iterable's paths are case-sensitive: a path in the wrong case is another (unknown) URL.
+        ("POST /api/users/bulkupdate", "POST /api/users/bulkUpdate"),
+        ("GET /api/users/{userEmail}", "GET /api/users/{email}"),
+    ],
+)
+def test_misspelt_key_is_refused_naming_the_known_ones(
+    sim: IterableSimulator, make_hook: HookFactory, key: str, suggestion: str
+):
+    hook = make_hook(rate_limits={key: 2})
+    with pytest.raises(IterableConfigError) as caught:
+        hook.bulk_update_users([{"email": "a@example.com"}])
+    message = str(caught.value)
+    assert f"key {key!r} names no endpoint the hook calls" in message
+    assert f"did you mean {suggestion!r}?" in message
+    for known in (*IterableHook.endpoint_keys, *DEFAULT_RATE_LIMITS):
+        assert known in message
+    assert sim.requests == []
+
+
+def test_lower_case_method_takes_effect(sim: IterableSimulator, make_hook: HookFactory):
+    """``post`` can only mean ``POST``: the key paces the endpoint instead of being ignored."""
+    hook = make_hook(rate_limits={"post /api/users/bulkUpdate": 2})
+    assert hook.limiter.rate_for("POST /api/users/bulkUpdate") == 2
+    started = time.monotonic()
+    for _ in range(3):
+        hook.bulk_update_users([{"email": "a@example.com"}])
+    # At 2/s three calls take at least a second; at the default 5/s they would take 0.4 s.
+    assert time.monotonic() - started >= 1.0
+
+
+def test_every_endpoint_the_hook_calls_is_a_known_key(sim: IterableSimulator, make_hook: HookFactory):
+    keys = {*IterableHook.endpoint_keys, *DEFAULT_RATE_LIMITS}
+    limiter = make_hook(rate_limits=dict.fromkeys(keys, 7)).limiter
+    assert {key: limiter.rate_for(key) for key in keys} == dict.fromkeys(keys, 7)
+    # What the retry rules call safe to repeat are endpoints the hook really calls.
+    assert _IDEMPOTENT_POSTS.issubset(IterableHook.endpoint_keys)
+
+
+class HookWithTemplates(IterableHook):
+    """An area added the documented way: the method declares its endpoint and calls it."""
+
+    @_base.endpoint("GET /api/templates")
+    def get_templates(self) -> Any:
+        return self._call("GET /api/templates")
+
+    def get_campaigns_undeclared(self) -> Any:
+        return self._call("GET /api/campaigns")
+
+
+def test_a_declared_endpoint_becomes_a_known_key(sim: IterableSimulator, monkeypatch: pytest.MonkeyPatch):
+    conn_id = new_conn_id()
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}", sim.connection_json(rate_limits={"GET /api/templates": 3})
+    )
+    hook = HookWithTemplates(conn_id)
+    assert "GET /api/templates" in HookWithTemplates.endpoint_keys
+    assert "GET /api/templates" not in IterableHook.endpoint_keys
+    assert hook.limiter.rate_for("GET /api/templates") == 3
+    with pytest.raises(IterableError, match="GET /api/campaigns is declared with @endpoint by no method"):
+        hook.get_campaigns_undeclared()
+    assert sim.requests == []
+
+
+def test_the_documented_table_lists_every_known_key():
+    table = (Path(__file__).parents[2] / "docs" / "rate-limits.md").read_text()
+    missing = [key for key in sorted(rate_limit_keys(IterableHook.endpoint_keys)) if f"`{key}`" not in table]
+    assert missing == []
+
+
+@pytest.mark.parametrize("rate", [0, -1.0, float("nan"), "5", True])
+def test_a_limiter_refuses_a_rate_that_is_not_positive(rate: Any):
+    with pytest.raises(IterableConfigError, match="must be a positive number of requests per second"):
+        EndpointRateLimiter({"POST /x": rate})
+    with pytest.raises(IterableConfigError, match="default_rate must be a positive number"):
+        EndpointRateLimiter(default_rate=rate)
