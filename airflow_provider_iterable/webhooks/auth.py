@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_iterable.exceptions import IterableConfigError
+
 DEFAULT_SECRET_HEADER = "Authorization"
 
 #: Scheme words Iterable's webhook forms put before the secret; compared case-insensitively.
@@ -74,7 +76,7 @@ def parse_secrets(value: Any) -> list[str]:
     """Return the secrets named by a connection's ``webhook_secrets`` extra.
 
     :param value: A list of strings, or one string holding comma-separated secrets, or ``None``.
-    :raises ValueError: When the value is neither (the message does not contain the value).
+    :raises IterableConfigError: When the value is neither (the message does not contain the value).
     """
     if value is None:
         return []
@@ -83,14 +85,14 @@ def parse_secrets(value: Any) -> list[str]:
     elif isinstance(value, list | tuple):
         items = list(value)
     else:
-        raise ValueError(
+        raise IterableConfigError(
             f"extra webhook_secrets must be a list of strings or a comma-separated string, "
             f"got {type(value).__name__}"
         )
     secrets = []
     for item in items:
         if not isinstance(item, str):
-            raise ValueError(f"extra webhook_secrets must hold strings, got {type(item).__name__}")
+            raise IterableConfigError(f"extra webhook_secrets must hold strings, got {type(item).__name__}")
         item = item.strip()
         if item:
             secrets.append(item)
@@ -104,7 +106,7 @@ def auth_from_extra(extra: Mapping[str, Any]) -> WebhookAuth:
     string), so one of several rotated secrets showing up in a log line is masked too.
 
     :param extra: The connection's extra, deserialised.
-    :raises ValueError: When an extra has the wrong type.
+    :raises IterableConfigError: When an extra has the wrong type.
     """
     from airflow.sdk.log import mask_secret
 
@@ -116,7 +118,7 @@ def auth_from_extra(extra: Mapping[str, Any]) -> WebhookAuth:
         mask_secret(secret)
     header = extra.get("webhook_secret_header") or DEFAULT_SECRET_HEADER
     if not isinstance(header, str) or not header.strip():
-        raise ValueError("extra webhook_secret_header must be a header name")
+        raise IterableConfigError("extra webhook_secret_header must be a header name")
     mode = extra.get("webhook_auth")
     allow_anonymous = isinstance(mode, str) and mode.strip().lower() == "none"
     return WebhookAuth(

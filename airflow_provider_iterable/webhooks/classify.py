@@ -10,36 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_provider_iterable._values import id_like
 from airflow_provider_iterable.event_queue import NewEvent
 from airflow_provider_iterable.exceptions import WebhookRejectedError
-
-#: Ids are stored as 64-bit integers; anything larger cannot be an Iterable id.
-MAX_ID = 2**63 - 1
-
-_DIGITS = re.compile(r"[0-9]{1,19}")
-
-
-def int_like(value: Any) -> int | None:
-    """Return ``value`` as a non-negative 64-bit int when it is one or a string of digits.
-
-    :param value: A JSON value (form bodies carry numbers as strings).
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if 0 <= value <= MAX_ID else None
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and 0 <= value <= MAX_ID else None
-    if isinstance(value, str):
-        text = value.strip()
-        if _DIGITS.fullmatch(text):
-            number = int(text)
-            return number if number <= MAX_ID else None
-    return None
 
 
 def _first(value: Any) -> Any:
@@ -92,17 +68,17 @@ def journey_id(path_id: str | None, query: Mapping[str, Any], payload: Mapping[s
         400 when no id is given or the payload's is not a number.
     """
     if path_id is not None:
-        number = int_like(path_id)
+        number = id_like(path_id)
         if number is None:
             raise WebhookRejectedError(404, "journey id must be a number")
         return number
     if "workflowId" in query:
-        number = int_like(_first(query["workflowId"]))
+        number = id_like(_first(query["workflowId"]))
         if number is None:
             raise WebhookRejectedError(404, "journey id must be a number")
         return number
     if "workflowId" in payload:
-        number = int_like(_first(payload["workflowId"]))
+        number = id_like(_first(payload["workflowId"]))
         if number is None:
             raise WebhookRejectedError(400, "payload workflowId must be a number")
         return number
@@ -134,10 +110,10 @@ def classify(
     if kind == "journey":
         workflow_id: int | None = journey_id(path_workflow_id, query, payload)
     else:
-        workflow_id = int_like(data_fields.get("workflowId"))
-    campaign_id = int_like(_first(data_fields.get("campaignId")))
+        workflow_id = id_like(data_fields.get("workflowId"))
+    campaign_id = id_like(_first(data_fields.get("campaignId")))
     if campaign_id is None:
-        campaign_id = int_like(_first(query.get("campaignId")))
+        campaign_id = id_like(_first(query.get("campaignId")))
     user_id = _text(payload.get("userId"))
     if user_id is None:
         user_id = _text(data_fields.get("userId"))

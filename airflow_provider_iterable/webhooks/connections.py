@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from airflow_provider_iterable.exceptions import ConnectionLookupError
+from airflow_provider_iterable.exceptions import ConnectionLookupError, IterableConfigError
 from airflow_provider_iterable.webhooks.auth import WebhookAuth, auth_from_extra
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def lookup_airflow_connection(conn_id: str) -> WebhookAuth | None:
         return None
     try:
         return auth_from_extra(conn.extra_dejson)
-    except ValueError as exc:
+    except IterableConfigError as exc:
         # A misconfigured connection refuses every delivery (401) rather than letting one in.
         log.warning("Connection %s has invalid webhook settings: %s", conn_id, exc)
         return WebhookAuth(secrets=(), allow_anonymous=False)
@@ -92,7 +92,7 @@ class ConnectionCache:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if found_ttl < 0 or unknown_ttl < 0:
-            raise ValueError("found_ttl and unknown_ttl must not be negative")
+            raise IterableConfigError("found_ttl and unknown_ttl must not be negative")
         self._lookup = lookup
         self._found_ttl = found_ttl
         self._unknown_ttl = unknown_ttl

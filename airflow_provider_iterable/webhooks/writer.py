@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from airflow_provider_iterable._values import whole_number
 from airflow_provider_iterable.event_queue import EventQueue, NewEvent, QueueUnavailableError
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,7 @@ class GroupCommitWriter:
         max_batch: int = 256,
         quick_failure_seconds: float = 1.0,
     ) -> None:
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        whole_number(max_batch, "max_batch", minimum=1)
         self._local = LocalQueue(queue_factory)
         self._dedupe_window = dedupe_window_seconds
         self._max_batch = max_batch

@@ -17,8 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from airflow_provider_iterable.event_queue import EventQueue
+from airflow_provider_iterable.exceptions import IterableConfigError
+from airflow_provider_iterable.webhooks import ReceiverSettings, create_app
 from airflow_provider_iterable.webhooks import auth as auth_module
-from airflow_provider_iterable.webhooks import create_app
 from tests.webhooks.conftest import (
     CONN_ENV,
     CONN_ID,
@@ -509,6 +510,20 @@ def test_health_ok(client: TestClient) -> None:
 def test_bad_factory_arguments_name_the_parameter(kwargs: dict[str, Any], name: str) -> None:
     with pytest.raises(ValueError, match=name):
         create_app(**kwargs)
+
+
+def test_unknown_factory_argument_names_it_and_the_known_ones() -> None:
+    with pytest.raises(IterableConfigError, match="max_body_byte; known: queue_url, max_body_bytes"):
+        create_app(max_body_byte=5)
+
+
+def test_settings_object_with_overrides(sqlite_url: str) -> None:
+    base = ReceiverSettings(queue_url=sqlite_url, max_body_bytes=100, writer="thread")
+    app = create_app(base, max_body_bytes=200)
+    assert app.state.receiver.settings == ReceiverSettings(
+        queue_url=sqlite_url, max_body_bytes=200, writer="thread"
+    )
+    assert base.max_body_bytes == 100
 
 
 def test_create_app_without_arguments_does_no_io(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
