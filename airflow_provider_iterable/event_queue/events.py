@@ -9,7 +9,18 @@ from typing import Any
 from airflow_provider_iterable._values import KINDS
 from airflow_provider_iterable.exceptions import IterableConfigError, QueueUnavailableError
 
-__all__ = ["KINDS", "NewEvent", "QueueUnavailableError", "StoredEvent"]
+__all__ = [
+    "EVENT_NAME_MAX_CHARS",
+    "KINDS",
+    "NewEvent",
+    "QueueUnavailableError",
+    "StoredEvent",
+    "storable_text",
+]
+
+#: Longest ``event_name`` stored: it is indexed, and every indexed value must stay within
+#: PostgreSQL's B-tree row limit. ``email`` and ``user_id`` are not indexed and have no limit.
+EVENT_NAME_MAX_CHARS = 255
 
 
 @dataclass(frozen=True)
@@ -77,10 +88,28 @@ class NewEvent:
 _TEXT_FIELDS: tuple[tuple[str, int | None, bool], ...] = (
     ("conn_id", 250, True),
     ("dedupe_key", 128, True),
-    ("event_name", 255, False),
+    ("event_name", EVENT_NAME_MAX_CHARS, False),
     ("email", None, False),
     ("user_id", None, False),
 )
+
+
+def storable_text(value: Any, limit: int | None = None) -> bool:
+    """Return whether ``value`` is text a :class:`NewEvent` text column takes on every backend.
+
+    The receiver keeps a payload whole whatever it holds, and leaves an index column empty when
+    the payload's value does not pass this.
+
+    :param value: Any value.
+    :param limit: The column's length in characters, or ``None`` for unlimited text.
+    """
+    if not isinstance(value, str) or (limit is not None and len(value) > limit) or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_storable_text(name: str, value: str) -> None:

@@ -4,6 +4,11 @@ Iterable sends no delivery id, so a retry is recognised by content: the SHA-256 
 connection id, the kind, the journey id, the query string and the body, each in canonical JSON
 (sorted keys, no insignificant spaces). A body re-serialised with another key order or spacing
 gets the same key; any change of value gets another.
+
+The index columns (event name, journey and campaign ids, e-mail, user id) take a payload's
+value only where the column can hold it: a 300-character ``eventName``, a list as ``email`` or
+``10**30`` as ``campaignId`` leave that column empty, and the payload keeps the value whole.
+Only a journey webhook without a usable journey id is refused.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_iterable._values import id_like
-from airflow_provider_iterable.event_queue import NewEvent
+from airflow_provider_iterable.event_queue.events import EVENT_NAME_MAX_CHARS, NewEvent, storable_text
 from airflow_provider_iterable.exceptions import WebhookRejectedError
 
 
@@ -23,13 +28,13 @@ def _first(value: Any) -> Any:
     return value[0] if isinstance(value, list) and value else value
 
 
-def _text(value: Any) -> str | None:
+def _text(value: Any, *, limit: int | None = None, numbers: bool = False) -> str | None:
+    # Whatever a sender put there, a value its column cannot hold leaves the column empty: the
+    # payload keeps it whole, and a sensor's match still finds it there.
     value = _first(value)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
+    if numbers and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # a userId may be numeric
+    return value if storable_text(value, limit) else None
 
 
 def canonical_json(value: Any) -> str:
@@ -114,20 +119,18 @@ def classify(
     campaign_id = id_like(_first(data_fields.get("campaignId")))
     if campaign_id is None:
         campaign_id = id_like(_first(query.get("campaignId")))
-    user_id = _text(payload.get("userId"))
+    user_id = _text(payload.get("userId"), numbers=True)
     if user_id is None:
-        user_id = _text(data_fields.get("userId"))
-    event_name = _first(payload.get("eventName"))
-    email = _first(payload.get("email"))
+        user_id = _text(data_fields.get("userId"), numbers=True)
     return NewEvent(
         conn_id=conn_id,
         kind=kind,
         payload=payload,
         query=query,
-        event_name=event_name if isinstance(event_name, str) else None,
+        event_name=_text(payload.get("eventName"), limit=EVENT_NAME_MAX_CHARS),
         workflow_id=workflow_id,
         campaign_id=campaign_id,
-        email=email if isinstance(email, str) else None,
+        email=_text(payload.get("email")),
         user_id=user_id,
         dedupe_key=dedupe_key(conn_id, kind, workflow_id, query, payload),
     )

@@ -18,8 +18,12 @@ from starlette.responses import Response
 
 from airflow_provider_iterable import config
 from airflow_provider_iterable._values import ID_DIGITS
-from airflow_provider_iterable.event_queue import EventQueue, QueueUnavailableError, notice_backend
-from airflow_provider_iterable.exceptions import ConnectionLookupError, WebhookRejectedError
+from airflow_provider_iterable.event_queue import EventQueue, NewEvent, QueueUnavailableError, notice_backend
+from airflow_provider_iterable.exceptions import (
+    ConnectionLookupError,
+    IterableConfigError,
+    WebhookRejectedError,
+)
 from airflow_provider_iterable.webhooks.body import ClientGone, read_payload
 from airflow_provider_iterable.webhooks.classify import classify
 from airflow_provider_iterable.webhooks.connections import ConnectionCache, make_lookup
@@ -120,12 +124,15 @@ class Receiver:
 
         :param request: The ``GET /health`` request.
         """
-        self.start()
-        assert self.writer is not None
-        writer = self.writer
         try:
+            self.start()
+            assert self.writer is not None
+            writer = self.writer
             await asyncio.to_thread(lambda: writer.queue().ping())
         except QueueUnavailableError:
+            return error_response(503, "event queue unavailable", {"Retry-After": self.retry_after})
+        except Exception as exc:  # a setting the receiver cannot start with
+            log.warning("Webhook receiver not ready, answering 503: %s", _described(exc))
             return error_response(503, "event queue unavailable", {"Retry-After": self.retry_after})
         return json_response(200, {"status": "ok"})
 
@@ -147,20 +154,14 @@ class Receiver:
         return await self._handle(request, "journey", path_id)
 
     async def _handle(self, request: Request, kind: str, path_id: str | None) -> Response:
-        self.start()
         conn_id: str = request.path_params["conn_id"]
         try:
-            auth = await self.connections.get(conn_id)
-            if self._freeze_gc:
-                self._freeze()
-            if auth is None:
-                raise WebhookRejectedError(404, "unknown connection")
-            if not auth.check(request.headers.get(auth.header_lower)):
-                raise WebhookRejectedError(401, "missing or invalid webhook secret")
-            payload, query = await read_payload(request, kind, limit=self.limit)
-            event = classify(
-                conn_id=conn_id, kind=kind, payload=payload, query=query, path_workflow_id=path_id
-            )
+            self.start()
+            event = await self._admit(request, kind, conn_id, path_id)
+            if not self.store_events:
+                return json_response(200, {"status": "discarded", "id": 0})
+            assert self.writer is not None
+            event_id, stored = await self.writer.append(event)
         except WebhookRejectedError as exc:
             # The connection id is the sender's text: logged with %r, so it cannot forge lines.
             log.debug("Webhook %s for %r refused: %d %s", kind, conn_id, exc.status, exc.detail)
@@ -170,15 +171,36 @@ class Receiver:
         except ConnectionLookupError:
             # The project may well exist: a 404 would make the sender give the delivery up.
             return error_response(503, "connection lookup unavailable", {"Retry-After": self.retry_after})
-        if not self.store_events:
-            return json_response(200, {"status": "discarded", "id": 0})
-        assert self.writer is not None
-        try:
-            event_id, stored = await self.writer.append(event)
         except QueueUnavailableError as exc:
             log.warning("Webhook for %s not stored, answering 503: %s", conn_id, exc)
             return error_response(503, "event queue unavailable", {"Retry-After": self.retry_after})
+        except Exception as exc:
+            # Anything else is a fault of this side (a setting, a bug), never of the delivery:
+            # 503 makes the sender retry, where a 4xx would make it drop a valid event. WARNING
+            # gets the type (or the provider's own words about a setting), never an exception's
+            # text, which may hold payload values.
+            log.warning("Webhook %s for %r not stored, answering 503: %s", kind, conn_id, _described(exc))
+            log.debug("Webhook %s for %r not stored", kind, conn_id, exc_info=True)
+            return error_response(503, "event not stored, retry later", {"Retry-After": self.retry_after})
         log.debug(
             "Webhook %s for %s: event %d (%s)", kind, conn_id, event_id, "stored" if stored else "duplicate"
         )
         return json_response(200, {"status": "stored" if stored else "duplicate", "id": event_id})
+
+    async def _admit(self, request: Request, kind: str, conn_id: str, path_id: str | None) -> NewEvent:
+        """Return the delivery's event once every check has passed, or raise the refusal."""
+        auth = await self.connections.get(conn_id)
+        if self._freeze_gc:
+            self._freeze()
+        if auth is None:
+            raise WebhookRejectedError(404, "unknown connection")
+        if not auth.check(request.headers.get(auth.header_lower)):
+            raise WebhookRejectedError(401, "missing or invalid webhook secret")
+        payload, query = await read_payload(request, kind, limit=self.limit)
+        return classify(conn_id=conn_id, kind=kind, payload=payload, query=query, path_workflow_id=path_id)
+
+
+def _described(exc: Exception) -> str:
+    if isinstance(exc, IterableConfigError):
+        return str(exc)  # the provider's own words about a setting, naming it
+    return f"unexpected {type(exc).__name__}"

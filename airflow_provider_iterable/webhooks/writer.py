@@ -211,10 +211,14 @@ def store_batch(
         return _append_many(queue, events, dedupe_window_seconds, quick_failure_seconds), [None] * len(events)
     except QueueUnavailableError as exc:
         return [None] * len(events), [exc] * len(events)
-    except Exception:
+    except Exception as exc:
         # Not the store being down: one event the database refused. Store them one by one so
-        # only that delivery fails and the others in its batch are not held hostage.
-        log.warning("a batch of %d events failed; storing them one at a time", len(events), exc_info=True)
+        # only that delivery fails and the others in its batch are not held hostage. Only the
+        # type at WARNING: an exception's text may quote a payload.
+        log.warning(
+            "a batch of %d events failed (%s); storing them one at a time", len(events), type(exc).__name__
+        )
+        log.debug("the batch failed with", exc_info=True)
         results: list[Any] = []
         errors: list[BaseException | None] = []
         for event in events:

@@ -99,6 +99,31 @@ def test_campaign_id_falls_back_to_query_and_user_id_to_data_fields(client: Test
     assert (event.campaign_id, event.user_id, event.workflow_id, event.email) == (55, "u-9", 12, None)
 
 
+def test_overlong_event_name_is_stored_with_its_column_empty(client: TestClient, stored: Any) -> None:
+    # Iterable keeps retrying a 5xx: a valid delivery whose name does not fit the indexed column
+    # must still be stored (the payload keeps the name; a sensor's match can find it there).
+    body = system_body(1, eventName="e" * 300)
+    response = post_json(client, body)
+    assert response.status_code == 200, response.text
+    (event,) = stored()
+    assert (event.event_name, event.email, event.payload) == (None, "user1@example.com", body)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("email", ["a@example.com", "b@example.com"]), ("userId", 10**30), ("email", {"a": 1}), ("userId", 1.5)],
+)
+def test_odd_values_at_classified_fields_are_stored(
+    client: TestClient, stored: Any, field: str, value: Any
+) -> None:
+    body = system_body(1, **{field: value})
+    body["dataFields"]["campaignId"] = 10**30
+    assert post_json(client, body).status_code == 200
+    (event,) = stored()
+    assert event.payload == body
+    assert event.campaign_id is None
+
+
 # -- R3: the secret ----------------------------------------------------------------------------
 
 
