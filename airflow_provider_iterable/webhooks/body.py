@@ -65,6 +65,21 @@ def body_format(content_type: str | None, *, allow_form: bool) -> str:
     raise WebhookRejectedError(415, f"unsupported content type: send {wanted}")
 
 
+def check_content_encoding(values: list[str]) -> None:
+    """Refuse a body sent compressed or otherwise encoded: only ``identity`` is read.
+
+    Iterable sends bodies as they are; a gzip body read as text would be stored as garbage or
+    refused as malformed, which tells the sender nothing. 415 names what is wrong.
+
+    :param values: Every ``Content-Encoding`` header of the request (each may list several).
+    :raises WebhookRejectedError: 415 for any encoding other than ``identity``.
+    """
+    for value in values:
+        for coding in value.split(","):
+            if coding.strip().lower() not in ("", "identity"):
+                raise WebhookRejectedError(415, "unsupported content encoding: send the body unencoded")
+
+
 async def read_body(receive: Receive, *, limit: int, declared_length: int | None) -> bytes:
     """Read the request body from the ASGI channel, refusing it once it passes ``limit`` bytes.
 
@@ -102,8 +117,8 @@ async def read_payload(request: Request, kind: str, *, limit: int) -> tuple[dict
     """Return a delivery's payload and parsed query string.
 
     A body-less journey ``GET`` or ``DELETE`` carries its data in the query string, which is
-    then the payload too. Otherwise the content type (415), the size (413) and the body (400)
-    are checked in that order.
+    then the payload too. Otherwise the content type and encoding (415), the size (413) and the
+    body (400) are checked in that order.
 
     :param request: The delivery, its secret already checked.
     :param kind: ``"system"`` (JSON only) or ``"journey"`` (JSON or form-encoded).
@@ -123,6 +138,7 @@ async def read_payload(request: Request, kind: str, *, limit: int) -> tuple[dict
         query = parse_query(request.scope.get("query_string", b""))
         return dict(query), query
     fmt = body_format(headers.get("content-type"), allow_form=kind == "journey")
+    check_content_encoding(headers.getlist("content-encoding"))
     declared: int | None = None
     if length_header is not None:
         try:

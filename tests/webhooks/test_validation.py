@@ -7,6 +7,7 @@ Starlette's test client (a real ASGI stack, a real SQLite queue, the connection 
 
 from __future__ import annotations
 
+import gzip
 import hmac
 import inspect
 import json
@@ -33,6 +34,7 @@ from tests.webhooks.conftest import (
 SYSTEM = f"/webhooks/{CONN_ID}/system"
 JOURNEYS = f"/webhooks/{CONN_ID}/journeys"
 LIMIT = 8192
+FORM = "application/x-www-form-urlencoded"
 
 
 @pytest.fixture
@@ -393,6 +395,46 @@ def test_system_refuses_form_bodies(client: TestClient, stored: Any) -> None:
         headers={"Content-Type": "application/x-www-form-urlencoded", **auth_headers()},
     )
     assert_refused(response, 415, stored)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "GZIP", "br", "deflate", "identity, gzip", "x-custom"])
+def test_encoded_body_is_415(client: TestClient, stored: Any, encoding: str) -> None:
+    # A plain body that claims an encoding: read as it is, it would be stored as something else.
+    response = post_json(client, system_body(1), headers={"Content-Encoding": encoding})
+    assert_refused(response, 415, stored)
+    assert "encoding" in response.json()["detail"]
+
+
+def test_gzip_body_is_415_not_400(client: TestClient, stored: Any) -> None:
+    raw = gzip.compress(json.dumps(system_body(1)).encode())
+    assert_refused(post_json(client, raw, headers={"Content-Encoding": "gzip"}), 415, stored)
+    form = gzip.compress(b"email=a%40example.com")
+    response = client.post(
+        f"{JOURNEYS}/1",
+        content=form,
+        headers={"Content-Type": FORM, "Content-Encoding": "gzip", **auth_headers()},
+    )
+    assert_refused(response, 415, stored)
+
+
+@pytest.mark.parametrize("encoding", ["identity", "Identity", ""])
+def test_identity_encoding_is_read(client: TestClient, stored: Any, encoding: str) -> None:
+    assert post_json(client, system_body(1), headers={"Content-Encoding": encoding}).status_code == 200
+    assert len(stored()) == 1
+
+
+def test_wrong_secret_and_gzip_body_is_401(client: TestClient, stored: Any) -> None:
+    raw = gzip.compress(json.dumps(system_body(1)).encode())
+    response = client.post(
+        SYSTEM,
+        content=raw,
+        headers={
+            "Authorization": "Bearer nope",
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+        },
+    )
+    assert_refused(response, 401, stored)
 
 
 def test_content_type_is_checked_before_size(client: TestClient, stored: Any) -> None:
