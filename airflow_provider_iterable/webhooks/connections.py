@@ -71,7 +71,7 @@ def lookup_airflow_connection(conn_id: str) -> WebhookAuth | None:
     except IterableConfigError as exc:
         # A misconfigured connection refuses every delivery (401) rather than letting one in.
         log.warning("Connection %s has invalid webhook settings: %s", conn_id, exc)
-        return WebhookAuth(secrets=(), allow_anonymous=False)
+        return WebhookAuth(secrets=(), allow_anonymous=False, settings_invalid=True)
 
 
 class ConnectionCache:

@@ -24,15 +24,20 @@ from airflow_provider_iterable.exceptions import (
     IterableConfigError,
     WebhookRejectedError,
 )
+from airflow_provider_iterable.webhooks.auth import Refusal
 from airflow_provider_iterable.webhooks.body import ClientGone, read_payload
 from airflow_provider_iterable.webhooks.classify import classify
 from airflow_provider_iterable.webhooks.connections import ConnectionCache, make_lookup
+from airflow_provider_iterable.webhooks.refusals import RefusalLog, sender_address
 from airflow_provider_iterable.webhooks.responses import error_response, json_response
 from airflow_provider_iterable.webhooks.settings import ReceiverSettings
 from airflow_provider_iterable.webhooks.writer import GroupCommitWriter, Purger
 from airflow_provider_iterable.webhooks.writer_process import ProcessWriter
 
 log = logging.getLogger("airflow_provider_iterable.webhooks")
+
+#: Refusals about the secret header, whose name the log line adds.
+_HEADER_REFUSALS = (Refusal.SECRET_MISSING, Refusal.SECRET_WRONG)
 
 
 class Receiver:
@@ -53,6 +58,7 @@ class Receiver:
             found_ttl=settings.conn_cache_seconds,
             unknown_ttl=settings.unknown_conn_cache_seconds,
         )
+        self.refusals = RefusalLog()
         self._freeze_gc = settings.freeze_gc
         self.writer: GroupCommitWriter | ProcessWriter | None = None
         self.purger: Purger | None = None
@@ -103,7 +109,8 @@ class Receiver:
         await asyncio.to_thread(self.stop)
 
     def stop(self) -> None:
-        """Store what is pending and stop the background threads."""
+        """Store what is pending, stop the background threads, report the last refusals."""
+        self.refusals.flush()
         if self.purger is not None:
             self.purger.stop()
             self.purger = None
@@ -194,8 +201,17 @@ class Receiver:
             self._freeze()
         if auth is None:
             raise WebhookRejectedError(404, "unknown connection")
-        if not auth.check(request.headers.get(auth.header_lower)):
-            raise WebhookRejectedError(401, "missing or invalid webhook secret")
+        refusal = auth.refusal(request.headers.get(auth.header_lower))
+        if refusal is not None:
+            # A wrong secret would otherwise fail silently: Iterable retries, the sensor waits.
+            peer = request.client.host if request.client is not None else None
+            self.refusals.report(
+                conn_id,
+                401,
+                f"{refusal.value} {auth.header}" if refusal in _HEADER_REFUSALS else refusal.value,
+                sender_address(peer, request.headers.get("x-forwarded-for")),
+            )
+            raise WebhookRejectedError(401, refusal.detail)
         payload, query = await read_payload(request, kind, limit=self.limit)
         return classify(conn_id=conn_id, kind=kind, payload=payload, query=query, path_workflow_id=path_id)
 
