@@ -4,10 +4,11 @@ The lookup goes through :meth:`airflow.sdk.Connection.get` (what ``BaseHook.get_
 calls), which picks its secrets backends from the process it runs in:
 
 * mounted on Airflow's API server (``airflow api-server`` marks its process as a server), the
-  server chain: ``AIRFLOW_CONN_*`` environment variables, any secrets backend configured in
-  ``[secrets] backend``, then the metadata database, exactly like every other server component;
-* standalone (``iterable-webhooks serve``), the fallback chain: environment variables and the
-  configured secrets backend, never the metadata database, which such a host need not reach.
+  server chain: any secrets backend configured in ``[secrets] backend``, ``AIRFLOW_CONN_*``
+  environment variables, then the metadata database, exactly like every other server component;
+* standalone (``iterable-webhooks serve``), the fallback chain: the configured secrets backend
+  (``[workers] secrets_backend``, else ``[secrets] backend``), then environment variables, never
+  the metadata database, which such a host need not reach.
 
 Only connections of type ``iterable`` count; any other id is unknown (404). Found connections
 are cached for ``found_ttl`` seconds and unknown ids for ``unknown_ttl`` seconds, so a scan of
