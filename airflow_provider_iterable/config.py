@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from airflow_provider_iterable._values import is_number
+from airflow_provider_iterable.exceptions import IterableConfigError
+
 SECTION = "iterable"
 
 DEFAULT_MAX_BODY_BYTES = 1_048_576
@@ -45,22 +48,26 @@ def queue_url() -> str:
     return _conf_get("queue_url") or default_queue_url()
 
 
-def _positive_number(key: str, default: float) -> float:
+def _positive_number(key: str, default: float, *, minimum: float = 0) -> float:
     raw = _conf_get(key)
     if raw is None:
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"[{SECTION}] {key} must be a number, got {raw!r}") from None
-    if value < 0:
-        raise ValueError(f"[{SECTION}] {key} must not be negative, got {raw!r}")
+        raise IterableConfigError(f"[{SECTION}] {key} must be a number, got {raw!r}") from None
+    if not is_number(value):  # "nan" and "inf" parse as floats
+        raise IterableConfigError(f"[{SECTION}] {key} must be a finite number, got {raw!r}")
+    if value < minimum:
+        wanted = "not be negative" if minimum == 0 else f"be at least {minimum:g}"
+        raise IterableConfigError(f"[{SECTION}] {key} must {wanted}, got {raw!r}")
     return value
 
 
 def webhook_max_body_bytes() -> int:
     """Return the largest webhook body the receiver accepts, in bytes."""
-    return int(_positive_number("webhook_max_body_bytes", DEFAULT_MAX_BODY_BYTES))
+    # A limit of 0 would refuse every delivery with 413: a typo, not a setting.
+    return int(_positive_number("webhook_max_body_bytes", DEFAULT_MAX_BODY_BYTES, minimum=1))
 
 
 def webhook_retention_days() -> float:

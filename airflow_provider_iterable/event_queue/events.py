@@ -7,9 +7,20 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_iterable._values import KINDS
-from airflow_provider_iterable.exceptions import QueueUnavailableError
+from airflow_provider_iterable.exceptions import IterableConfigError, QueueUnavailableError
 
-__all__ = ["KINDS", "NewEvent", "QueueUnavailableError", "StoredEvent"]
+__all__ = [
+    "EVENT_NAME_MAX_CHARS",
+    "KINDS",
+    "NewEvent",
+    "QueueUnavailableError",
+    "StoredEvent",
+    "storable_text",
+]
+
+#: Longest ``event_name`` stored: it is indexed, and every indexed value must stay within
+#: PostgreSQL's B-tree row limit. ``email`` and ``user_id`` are not indexed and have no limit.
+EVENT_NAME_MAX_CHARS = 255
 
 
 @dataclass(frozen=True)
@@ -44,29 +55,32 @@ class NewEvent:
     def __post_init__(self) -> None:
         # Checked here, not at the database: a value the database would refuse must never look
         # like an unavailable store (a sender would retry it forever), nor fail a batch that
-        # also holds other deliveries (append_many). The receiver answers 400 instead.
+        # also holds other deliveries (append_many). Messages name types and lengths, never a
+        # value: an e-mail address must not reach an exception text.
         if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+            raise IterableConfigError(f"kind must be one of {KINDS}, got {self.kind!r}")
         for name, limit, required in _TEXT_FIELDS:
             value = getattr(self, name)
             if value is None and not required:
                 continue
             if not isinstance(value, str) or (required and not value):
-                raise ValueError(f"{name} must be a {'non-empty ' if required else ''}string, got {value!r}")
+                raise IterableConfigError(
+                    f"{name} must be a {'non-empty ' if required else ''}string, got {_described(value)}"
+                )
             if limit is not None and len(value) > limit:
-                raise ValueError(f"{name} must be at most {limit} characters, got {len(value)}")
+                raise IterableConfigError(f"{name} must be at most {limit} characters, got {len(value)}")
             _check_storable_text(name, value)
         for name in ("workflow_id", "campaign_id"):
             value = getattr(self, name)
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name} must be an int or None, got {value!r}")
+                raise IterableConfigError(f"{name} must be an int or None, got {type(value).__name__}")
             if not -(2**63) <= value < 2**63:
-                raise ValueError(f"{name} must fit in 64 bits, got {value}")
+                raise IterableConfigError(f"{name} must fit in 64 bits, got {value}")
         for name in ("payload", "query"):
             if not isinstance(getattr(self, name), dict):
-                raise ValueError(f"{name} must be a dict, got {type(getattr(self, name)).__name__}")
+                raise IterableConfigError(f"{name} must be a dict, got {type(getattr(self, name)).__name__}")
 
 
 # (field, longest length, required). The limits keep every indexed value within PostgreSQL's
@@ -74,20 +88,42 @@ class NewEvent:
 _TEXT_FIELDS: tuple[tuple[str, int | None, bool], ...] = (
     ("conn_id", 250, True),
     ("dedupe_key", 128, True),
-    ("event_name", 255, False),
+    ("event_name", EVENT_NAME_MAX_CHARS, False),
     ("email", None, False),
     ("user_id", None, False),
 )
 
 
-def _check_storable_text(name: str, value: str) -> None:
-    """Refuse text no backend can store: NUL characters (PostgreSQL) and lone surrogates (UTF-8)."""
-    if "\x00" in value:
-        raise ValueError(f"{name} must not contain NUL characters")
+def storable_text(value: Any, limit: int | None = None) -> bool:
+    """Return whether ``value`` is text a :class:`NewEvent` text column takes on every backend.
+
+    The receiver keeps a payload whole whatever it holds, and leaves an index column empty when
+    the payload's value does not pass this.
+
+    :param value: Any value.
+    :param limit: The column's length in characters, or ``None`` for unlimited text.
+    """
+    if not isinstance(value, str) or (limit is not None and len(value) > limit) or "\x00" in value:
+        return False
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"{name} is not valid Unicode text (lone surrogate)") from None
+        return False
+    return True
+
+
+def _check_storable_text(name: str, value: str) -> None:
+    """Refuse text no backend can store: NUL characters (PostgreSQL) and lone surrogates (UTF-8)."""
+    if "\x00" in value:
+        raise IterableConfigError(f"{name} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise IterableConfigError(f"{name} is not valid Unicode text (lone surrogate)") from None
+
+
+def _described(value: Any) -> str:
+    return "an empty string" if value == "" else type(value).__name__
 
 
 @dataclass(frozen=True)

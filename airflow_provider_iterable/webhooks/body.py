@@ -1,27 +1,25 @@
-"""Read and parse webhook bodies strictly, with bounded memory.
+"""Read a delivery's body off the request, with bounded memory, and hand it to the parser.
 
-Everything here turns bad input into :class:`WebhookRejectedError` (a 4xx with a short, fixed message that
-never echoes the input). The body is read from the ASGI channel chunk by chunk and reading stops
-as soon as it passes the limit, whatever ``Content-Length`` claims or when there is none
-(chunked), so an oversize body costs at most one chunk beyond the limit in memory.
+Everything here turns bad input into :class:`WebhookRejectedError` (a 4xx with a short, fixed
+message that never echoes the input). The body is read from the ASGI channel chunk by chunk and
+reading stops as soon as it passes the limit, whatever ``Content-Length`` claims or when there
+is none (chunked), so an oversize body costs at most one chunk beyond the limit in memory.
+Parsing is :mod:`~airflow_provider_iterable.webhooks.parse`'s.
 """
 
 from __future__ import annotations
 
-import json
-import math
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qsl
+
+from starlette.requests import Request
 
 from airflow_provider_iterable.exceptions import IterableError, WebhookRejectedError
+from airflow_provider_iterable.webhooks.parse import parse_form, parse_json_object, parse_query
 
-#: Deepest nesting of objects and arrays accepted in a JSON body. Iterable's bodies are a few
-#: levels deep; a limit keeps the parser (recursive in C) and every later walk cheap.
-MAX_JSON_DEPTH = 64
-
-#: Most fields accepted in a form body or query string.
-MAX_FORM_FIELDS = 10_000
+#: Bodies larger than this are parsed in a worker thread so the event loop stays responsive.
+PARSE_IN_THREAD_BYTES = 64 * 1024
 
 JSON_TYPES = ("application/json",)
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -67,6 +65,21 @@ def body_format(content_type: str | None, *, allow_form: bool) -> str:
     raise WebhookRejectedError(415, f"unsupported content type: send {wanted}")
 
 
+def check_content_encoding(values: list[str]) -> None:
+    """Refuse a body sent compressed or otherwise encoded: only ``identity`` is read.
+
+    Iterable sends bodies as they are; a gzip body read as text would be stored as garbage or
+    refused as malformed, which tells the sender nothing. 415 names what is wrong.
+
+    :param values: Every ``Content-Encoding`` header of the request (each may list several).
+    :raises WebhookRejectedError: 415 for any encoding other than ``identity``.
+    """
+    for value in values:
+        for coding in value.split(","):
+            if coding.strip().lower() not in ("", "identity"):
+                raise WebhookRejectedError(415, "unsupported content encoding: send the body unencoded")
+
+
 async def read_body(receive: Receive, *, limit: int, declared_length: int | None) -> bytes:
     """Read the request body from the ASGI channel, refusing it once it passes ``limit`` bytes.
 
@@ -100,134 +113,42 @@ async def read_body(receive: Receive, *, limit: int, declared_length: int | None
     return b"".join(chunks)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError("NaN and Infinity are not JSON")
+async def read_payload(request: Request, kind: str, *, limit: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return a delivery's payload and parsed query string.
 
+    A body-less journey ``GET`` or ``DELETE`` carries its data in the query string, which is
+    then the payload too. Otherwise the content type and encoding (415), the size (413) and the
+    body (400) are checked in that order.
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError("number out of range")
-    return value
-
-
-def check_value(value: Any) -> None:
-    """Check a parsed payload: nesting depth, and strings PostgreSQL and UTF-8 can hold.
-
-    Walks iteratively, so no input can exhaust the stack.
-
-    :param value: A parsed JSON value or form dict.
-    :raises WebhookRejectedError: 400 when nesting is deeper than :data:`MAX_JSON_DEPTH`, or a key or
-        string holds ``\\u0000`` or a lone surrogate.
+    :param request: The delivery, its secret already checked.
+    :param kind: ``"system"`` (JSON only) or ``"journey"`` (JSON or form-encoded).
+    :param limit: The largest body accepted, in bytes.
+    :raises WebhookRejectedError: For a body or query string that is refused.
+    :raises ClientGone: When the sender disconnects before the body is complete.
     """
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            _check_string(item)
-        elif isinstance(item, dict):
-            if depth >= MAX_JSON_DEPTH:
-                raise WebhookRejectedError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-            for key, child in item.items():
-                _check_string(key)
-                stack.append((child, depth + 1))
-        elif isinstance(item, list):
-            if depth >= MAX_JSON_DEPTH:
-                raise WebhookRejectedError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-            stack.extend((child, depth + 1) for child in item)
-
-
-def _check_string(text: str) -> None:
-    if "\x00" in text:
-        raise WebhookRejectedError(400, "strings must not contain \\u0000")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise WebhookRejectedError(400, "strings must not contain lone surrogates") from None
-
-
-def _body_text(body: bytes) -> str:
-    """Decode a body that must not be empty (both JSON and forms)."""
-    if not body.strip():
-        raise WebhookRejectedError(400, "empty body")
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise WebhookRejectedError(400, "body is not valid UTF-8") from None
-
-
-def parse_json_object(body: bytes) -> dict[str, Any]:
-    """Parse a JSON body that must be an object.
-
-    :param body: The raw body.
-    :raises WebhookRejectedError: 400 for an empty body, invalid UTF-8 or JSON, a non-object, NaN or
-        Infinity, numbers out of range, too deep nesting or forbidden strings.
-    """
-    text = _body_text(body)
-    # The C parser recurses once per level; with few brackets no input can nest deeply, so the
-    # common case skips the guard. Deep input makes the parser raise RecursionError, caught below.
-    try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
-    except RecursionError:
-        raise WebhookRejectedError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
-    except ValueError:  # JSONDecodeError, NaN/Infinity, huge numbers
-        raise WebhookRejectedError(400, "body is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise WebhookRejectedError(400, "body must be a JSON object")
-    if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH or "\\u" in text or "\x00" in text:
-        check_value(value)
-    return value
-
-
-def parse_pairs(text: str) -> dict[str, Any]:
-    """Parse ``a=1&b=2&b=3`` into ``{"a": "1", "b": ["2", "3"]}`` (repeated keys become lists).
-
-    :param text: A form body or query string (already decoded from bytes).
-    :raises WebhookRejectedError: 400 for invalid percent-encoded UTF-8, too many fields or forbidden
-        characters.
-    """
-    try:
-        pairs = parse_qsl(
-            text, keep_blank_values=True, encoding="utf-8", errors="strict", max_num_fields=MAX_FORM_FIELDS
-        )
-    except UnicodeDecodeError:
-        raise WebhookRejectedError(400, "form or query is not valid UTF-8") from None
-    except ValueError:
-        raise WebhookRejectedError(400, f"more than {MAX_FORM_FIELDS} form or query fields") from None
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        _check_string(key)
-        _check_string(value)
-        if key in result:
-            existing = result[key]
-            if isinstance(existing, list):
-                existing.append(value)
-            else:
-                result[key] = [existing, value]
-        else:
-            result[key] = value
-    return result
-
-
-def parse_form(body: bytes) -> dict[str, Any]:
-    """Parse a form-encoded body.
-
-    :param body: The raw body.
-    :raises WebhookRejectedError: 400 for an empty or invalid body.
-    """
-    return parse_pairs(_body_text(body))
-
-
-def parse_query(raw: bytes) -> dict[str, Any]:
-    """Parse an ASGI ``query_string``.
-
-    :param raw: The raw query string bytes.
-    :raises WebhookRejectedError: 400 when it is not valid UTF-8.
-    """
-    if not raw:
-        return {}
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise WebhookRejectedError(400, "query string is not valid UTF-8") from None
-    return parse_pairs(text)
+    headers = request.headers
+    length_header = headers.get("content-length")
+    chunked = "transfer-encoding" in headers
+    if (
+        kind == "journey"
+        and request.method in ("GET", "DELETE")
+        and not chunked
+        and length_header in (None, "0")
+    ):
+        query = parse_query(request.scope.get("query_string", b""))
+        return dict(query), query
+    fmt = body_format(headers.get("content-type"), allow_form=kind == "journey")
+    check_content_encoding(headers.getlist("content-encoding"))
+    declared: int | None = None
+    if length_header is not None:
+        try:
+            declared = int(length_header)
+        except ValueError:
+            raise WebhookRejectedError(400, "invalid Content-Length") from None
+    body = await read_body(request.receive, limit=limit, declared_length=declared)
+    parse = parse_json_object if fmt == "json" else parse_form
+    if len(body) > PARSE_IN_THREAD_BYTES:
+        payload = await asyncio.to_thread(parse, body)
+    else:
+        payload = parse(body)
+    return payload, parse_query(request.scope.get("query_string", b""))

@@ -4,42 +4,23 @@ Iterable sends no delivery id, so a retry is recognised by content: the SHA-256 
 connection id, the kind, the journey id, the query string and the body, each in canonical JSON
 (sorted keys, no insignificant spaces). A body re-serialised with another key order or spacing
 gets the same key; any change of value gets another.
+
+The index columns (event name, journey and campaign ids, e-mail, user id) take a payload's
+value only where the column can hold it: a 300-character ``eventName``, a list as ``email`` or
+``10**30`` as ``campaignId`` leave that column empty, and the payload keeps the value whole.
+Only a journey webhook without a usable journey id is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_iterable.event_queue import NewEvent
+from airflow_provider_iterable._values import id_like
+from airflow_provider_iterable.event_queue.events import EVENT_NAME_MAX_CHARS, NewEvent, storable_text
 from airflow_provider_iterable.exceptions import WebhookRejectedError
-
-#: Ids are stored as 64-bit integers; anything larger cannot be an Iterable id.
-MAX_ID = 2**63 - 1
-
-_DIGITS = re.compile(r"[0-9]{1,19}")
-
-
-def int_like(value: Any) -> int | None:
-    """Return ``value`` as a non-negative 64-bit int when it is one or a string of digits.
-
-    :param value: A JSON value (form bodies carry numbers as strings).
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if 0 <= value <= MAX_ID else None
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and 0 <= value <= MAX_ID else None
-    if isinstance(value, str):
-        text = value.strip()
-        if _DIGITS.fullmatch(text):
-            number = int(text)
-            return number if number <= MAX_ID else None
-    return None
 
 
 def _first(value: Any) -> Any:
@@ -47,13 +28,13 @@ def _first(value: Any) -> Any:
     return value[0] if isinstance(value, list) and value else value
 
 
-def _text(value: Any) -> str | None:
+def _text(value: Any, *, limit: int | None = None, numbers: bool = False) -> str | None:
+    # Whatever a sender put there, a value its column cannot hold leaves the column empty: the
+    # payload keeps it whole, and a sensor's match still finds it there.
     value = _first(value)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
+    if numbers and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # a userId may be numeric
+    return value if storable_text(value, limit) else None
 
 
 def canonical_json(value: Any) -> str:
@@ -92,17 +73,17 @@ def journey_id(path_id: str | None, query: Mapping[str, Any], payload: Mapping[s
         400 when no id is given or the payload's is not a number.
     """
     if path_id is not None:
-        number = int_like(path_id)
+        number = id_like(path_id)
         if number is None:
             raise WebhookRejectedError(404, "journey id must be a number")
         return number
     if "workflowId" in query:
-        number = int_like(_first(query["workflowId"]))
+        number = id_like(_first(query["workflowId"]))
         if number is None:
             raise WebhookRejectedError(404, "journey id must be a number")
         return number
     if "workflowId" in payload:
-        number = int_like(_first(payload["workflowId"]))
+        number = id_like(_first(payload["workflowId"]))
         if number is None:
             raise WebhookRejectedError(400, "payload workflowId must be a number")
         return number
@@ -134,24 +115,22 @@ def classify(
     if kind == "journey":
         workflow_id: int | None = journey_id(path_workflow_id, query, payload)
     else:
-        workflow_id = int_like(data_fields.get("workflowId"))
-    campaign_id = int_like(_first(data_fields.get("campaignId")))
+        workflow_id = id_like(data_fields.get("workflowId"))
+    campaign_id = id_like(_first(data_fields.get("campaignId")))
     if campaign_id is None:
-        campaign_id = int_like(_first(query.get("campaignId")))
-    user_id = _text(payload.get("userId"))
+        campaign_id = id_like(_first(query.get("campaignId")))
+    user_id = _text(payload.get("userId"), numbers=True)
     if user_id is None:
-        user_id = _text(data_fields.get("userId"))
-    event_name = _first(payload.get("eventName"))
-    email = _first(payload.get("email"))
+        user_id = _text(data_fields.get("userId"), numbers=True)
     return NewEvent(
         conn_id=conn_id,
         kind=kind,
         payload=payload,
         query=query,
-        event_name=event_name if isinstance(event_name, str) else None,
+        event_name=_text(payload.get("eventName"), limit=EVENT_NAME_MAX_CHARS),
         workflow_id=workflow_id,
         campaign_id=campaign_id,
-        email=email if isinstance(email, str) else None,
+        email=_text(payload.get("email")),
         user_id=user_id,
         dedupe_key=dedupe_key(conn_id, kind, workflow_id, query, payload),
     )

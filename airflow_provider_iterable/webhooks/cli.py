@@ -15,6 +15,9 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_iterable._values import KINDS, whole_number
+from airflow_provider_iterable.exceptions import IterableConfigError
+
 if TYPE_CHECKING:
     from airflow_provider_iterable.event_queue import EventQueue
 
@@ -53,10 +56,9 @@ def run_server(
     """
     import uvicorn
 
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+    whole_number(workers, "workers", minimum=1)
     if workers > 1 and not isinstance(app, str):
-        raise ValueError("workers > 1 needs the app as an import string")
+        raise IterableConfigError("workers > 1 needs the app as an import string")
     sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     config = uvicorn.Config(
@@ -223,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     def filters(p: argparse.ArgumentParser, *, kind: bool = True) -> None:
         p.add_argument("--conn-id", default=None, help="only events of this connection")
         if kind:
-            p.add_argument("--kind", choices=["system", "journey"], default=None, help="only this kind")
+            p.add_argument("--kind", choices=KINDS, default=None, help="only this kind")
         p.add_argument("--event-name", default=None, help="only events with this eventName")
         p.add_argument("--workflow-id", type=int, default=None, help="only events of this journey")
 

@@ -4,10 +4,11 @@ The lookup goes through :meth:`airflow.sdk.Connection.get` (what ``BaseHook.get_
 calls), which picks its secrets backends from the process it runs in:
 
 * mounted on Airflow's API server (``airflow api-server`` marks its process as a server), the
-  server chain: ``AIRFLOW_CONN_*`` environment variables, any secrets backend configured in
-  ``[secrets] backend``, then the metadata database, exactly like every other server component;
-* standalone (``iterable-webhooks serve``), the fallback chain: environment variables and the
-  configured secrets backend, never the metadata database, which such a host need not reach.
+  server chain: any secrets backend configured in ``[secrets] backend``, ``AIRFLOW_CONN_*``
+  environment variables, then the metadata database, exactly like every other server component;
+* standalone (``iterable-webhooks serve``), the fallback chain: the configured secrets backend
+  (``[workers] secrets_backend``, else ``[secrets] backend``), then environment variables, never
+  the metadata database, which such a host need not reach.
 
 Only connections of type ``iterable`` count; any other id is unknown (404). Found connections
 are cached for ``found_ttl`` seconds and unknown ids for ``unknown_ttl`` seconds, so a scan of
@@ -30,7 +31,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from airflow_provider_iterable.exceptions import ConnectionLookupError
+from airflow_provider_iterable.exceptions import ConnectionLookupError, IterableConfigError
 from airflow_provider_iterable.webhooks.auth import WebhookAuth, auth_from_extra
 
 log = logging.getLogger(__name__)
@@ -68,10 +69,10 @@ def lookup_airflow_connection(conn_id: str) -> WebhookAuth | None:
         return None
     try:
         return auth_from_extra(conn.extra_dejson)
-    except ValueError as exc:
+    except IterableConfigError as exc:
         # A misconfigured connection refuses every delivery (401) rather than letting one in.
         log.warning("Connection %s has invalid webhook settings: %s", conn_id, exc)
-        return WebhookAuth(secrets=(), allow_anonymous=False)
+        return WebhookAuth(secrets=(), allow_anonymous=False, settings_invalid=True)
 
 
 class ConnectionCache:
@@ -92,7 +93,7 @@ class ConnectionCache:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if found_ttl < 0 or unknown_ttl < 0:
-            raise ValueError("found_ttl and unknown_ttl must not be negative")
+            raise IterableConfigError("found_ttl and unknown_ttl must not be negative")
         self._lookup = lookup
         self._found_ttl = found_ttl
         self._unknown_ttl = unknown_ttl

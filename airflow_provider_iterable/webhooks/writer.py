@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from airflow_provider_iterable._values import whole_number
 from airflow_provider_iterable.event_queue import EventQueue, NewEvent, QueueUnavailableError
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,7 @@ class GroupCommitWriter:
         max_batch: int = 256,
         quick_failure_seconds: float = 1.0,
     ) -> None:
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        whole_number(max_batch, "max_batch", minimum=1)
         self._local = LocalQueue(queue_factory)
         self._dedupe_window = dedupe_window_seconds
         self._max_batch = max_batch
@@ -211,10 +211,14 @@ def store_batch(
         return _append_many(queue, events, dedupe_window_seconds, quick_failure_seconds), [None] * len(events)
     except QueueUnavailableError as exc:
         return [None] * len(events), [exc] * len(events)
-    except Exception:
+    except Exception as exc:
         # Not the store being down: one event the database refused. Store them one by one so
-        # only that delivery fails and the others in its batch are not held hostage.
-        log.warning("a batch of %d events failed; storing them one at a time", len(events), exc_info=True)
+        # only that delivery fails and the others in its batch are not held hostage. Only the
+        # type at WARNING: an exception's text may quote a payload.
+        log.warning(
+            "a batch of %d events failed (%s); storing them one at a time", len(events), type(exc).__name__
+        )
+        log.debug("the batch failed with", exc_info=True)
         results: list[Any] = []
         errors: list[BaseException | None] = []
         for event in events:

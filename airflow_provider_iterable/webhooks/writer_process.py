@@ -18,55 +18,30 @@ starts a new one.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import logging
 import os
-import pickle
-import select
-import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
-from typing import Any
 
 from airflow_provider_iterable.event_queue import EventQueue, NewEvent, QueueUnavailableError
 from airflow_provider_iterable.exceptions import WriterProcessError
-from airflow_provider_iterable.webhooks.writer import LocalQueue, store_batch
+from airflow_provider_iterable.webhooks import _wire
+from airflow_provider_iterable.webhooks._wire import QUEUE_URL_ENV
+from airflow_provider_iterable.webhooks.writer import LocalQueue
 
-log = logging.getLogger(__name__)
+__all__ = ["QUEUE_URL_ENV", "RESPAWN_INTERVAL", "ProcessWriter"]
 
-_HEADER = struct.Struct("!I")
-
-#: How the writer process is started (``-c`` rather than ``-m``: the module is already imported
-#: by its package, which ``runpy`` warns about).
+#: How the writer process is started: a line for ``python -c`` (the tests start it so too),
+#: running :func:`airflow_provider_iterable.webhooks.writer_process_main.main`.
 _CHILD_CODE = (
-    "import sys; from airflow_provider_iterable.webhooks.writer_process import main; sys.exit(main())"
+    "import sys; from airflow_provider_iterable.webhooks.writer_process_main import main; sys.exit(main())"
 )
 
 #: Least seconds between two starts of the writer process of one event loop.
 RESPAWN_INTERVAL = 1.0
-
-#: Seconds between two checks, while the writer is idle, that its receiver is alive.
-PARENT_CHECK_INTERVAL = 1.0
-
-#: The environment variable that hands the queue URL to the writer process. Not an argument:
-#: any local user can read a process's command line, and the URL may hold a password; its
-#: environment is readable by the same user only.
-QUEUE_URL_ENV = "AIRFLOW_PROVIDER_ITERABLE_WRITER_QUEUE_URL"
-
-#: Error kinds carried back from the writer process.
-_UNAVAILABLE = "unavailable"
-_FAILED = "failed"
-
-
-def _frame(obj: Any) -> bytes:
-    # Both ends are this package, parent and child: pickle carries NewEvent as it is.
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    return _HEADER.pack(len(data)) + data
 
 
 class _Channel:
@@ -126,20 +101,20 @@ class _Channel:
         if not self.alive or self._writer is None:
             self._fail([request_id for request_id, _ in batch], "the event queue writer is not running")
             return
-        self._writer.write(_frame(batch))
+        self._writer.write(_wire.frame(batch))
 
     async def _read_results(self, reader: asyncio.StreamReader) -> None:
         try:
             while True:
-                (size,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
-                results = pickle.loads(await reader.readexactly(size))
+                (size,) = _wire.HEADER.unpack(await reader.readexactly(_wire.HEADER.size))
+                results = _wire.decode(await reader.readexactly(size))
                 for request_id, value, error in results:
                     future = self._pending.pop(request_id, None)
                     if future is None or future.done():
                         continue
                     if error is None:
                         future.set_result(value)
-                    elif error[0] == _UNAVAILABLE:
+                    elif error[0] == _wire.UNAVAILABLE:
                         future.set_exception(QueueUnavailableError(error[1]))
                     else:
                         future.set_exception(WriterProcessError(error[1]))
@@ -292,125 +267,3 @@ class ProcessWriter:
         :raises QueueUnavailableError: When the queue cannot be opened.
         """
         return self._local.get()
-
-
-# -- the writer process ---------------------------------------------------------------------
-
-
-def _recv_frames(
-    sock: socket.socket, buffer: bytearray, block: bool, parent_pid: int | None = None
-) -> list[Any] | None:
-    """Read what is available; return the complete frames, or ``None`` at end of file.
-
-    :param sock: The socket to the receiver.
-    :param buffer: Bytes read but not yet framed; consumed frames are removed from it.
-    :param block: Wait for data (nothing is pending).
-    :param parent_pid: While waiting, a parent other than this pid counts as end of file.
-    """
-    if block:
-        while not select.select([sock], [], [], PARENT_CHECK_INTERVAL)[0]:
-            if parent_pid is not None and os.getppid() != parent_pid:
-                return None  # the receiver died (reparented), whoever still holds its socket
-        chunk = sock.recv(1 << 20)
-        if not chunk:
-            return None
-        buffer += chunk
-    while select.select([sock], [], [], 0)[0]:
-        chunk = sock.recv(1 << 20)
-        if not chunk:
-            if buffer:
-                break
-            return None
-        buffer += chunk
-    frames = []
-    while len(buffer) >= _HEADER.size:
-        (size,) = _HEADER.unpack_from(buffer)
-        if len(buffer) < _HEADER.size + size:
-            break
-        frames.append(pickle.loads(bytes(buffer[_HEADER.size : _HEADER.size + size])))
-        del buffer[: _HEADER.size + size]
-    return frames
-
-
-def child_main(argv: list[str] | None = None) -> int:
-    """Run the writer process: read batches from the socket, store them, answer.
-
-    :param argv: Command-line arguments (from :class:`ProcessWriter`).
-    """
-    parser = argparse.ArgumentParser(prog="iterable-webhooks-writer")
-    parser.add_argument("--fd", type=int, required=True)
-    parser.add_argument("--parent-pid", type=int, default=None)
-    parser.add_argument("--busy-timeout", type=float, required=True)
-    parser.add_argument("--dedupe-window", type=float, required=True)
-    parser.add_argument("--max-batch", type=int, required=True)
-    parser.add_argument("--quick-failure", type=float, required=True)
-    args = parser.parse_args(argv)
-    # Unset: the configured [iterable] queue_url, read in this process.
-    queue_url = os.environ.pop(QUEUE_URL_ENV, None)
-
-    sock = socket.socket(fileno=args.fd)
-
-    def on_term(signum: int, frame: Any) -> None:
-        # Stop reading: what was received is stored and answered, then the process exits.
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RD)
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the receiver's Ctrl-C is for the receiver
-    opened: list[EventQueue] = []
-
-    def queue() -> EventQueue:
-        if not opened:
-            opened.append(EventQueue(queue_url, busy_timeout=args.busy_timeout))
-        return opened[0]
-
-    buffer = bytearray()
-    pending: list[tuple[int, NewEvent]] = []
-    try:
-        while True:
-            try:
-                frames = _recv_frames(sock, buffer, block=not pending, parent_pid=args.parent_pid)
-            except InterruptedError:
-                continue
-            except OSError:
-                frames = None  # the connection broke: the receiver is gone
-            if frames is None and not pending:
-                break  # the receiver closed the socket or died
-            for frame in frames or []:
-                pending.extend(frame)
-            batch, pending = pending[: args.max_batch], pending[args.max_batch :]
-            if not batch:
-                continue
-            results, errors = store_batch(
-                queue,
-                [event for _, event in batch],
-                dedupe_window_seconds=args.dedupe_window,
-                quick_failure_seconds=args.quick_failure,
-            )
-            answer: list[tuple[int, Any, tuple[str, str] | None]] = []
-            for (request_id, _), value, error in zip(batch, results, errors, strict=True):
-                if error is None:
-                    answer.append((request_id, value, None))
-                elif isinstance(error, QueueUnavailableError):
-                    answer.append((request_id, None, (_UNAVAILABLE, str(error))))
-                else:
-                    answer.append((request_id, None, (_FAILED, type(error).__name__)))
-            try:
-                sock.sendall(_frame(answer))
-            except OSError:
-                break  # the receiver is gone; what was committed stays committed
-            if frames is None and not pending:
-                break
-    finally:
-        for item in opened:
-            with contextlib.suppress(Exception):
-                item.close()
-        sock.close()
-    return 0
-
-
-def main() -> int:
-    """Entry point of the writer process (its arguments come from :class:`ProcessWriter`)."""
-    # Warnings (a failed batch, an unavailable store) reach the receiver's stderr.
-    logging.basicConfig(level=logging.WARNING)
-    return child_main(sys.argv[1:])

@@ -165,6 +165,21 @@ class ReceiverProcess:
         self.stop()
 
 
+@pytest.fixture(scope="module")
+def airflow_logging(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Let Airflow set up its logging (it does on first use, replacing the root handlers) before
+    a test's call phase, where pytest adds its capturing handler."""
+    from fastapi.testclient import TestClient
+
+    from airflow_provider_iterable.webhooks import create_app
+    from airflow_provider_iterable.webhooks.connections import lookup_airflow_connection
+
+    lookup_airflow_connection("not_defined_anywhere")
+    url = f"sqlite:///{tmp_path_factory.mktemp('warm') / 'queue.db'}"
+    with TestClient(create_app(queue_url=url)) as client:
+        client.get("/health")
+
+
 @pytest.fixture
 def conn_env(monkeypatch: pytest.MonkeyPatch) -> str:
     """Define the test connection in this process's environment; return its id."""

@@ -62,6 +62,7 @@ AUTH = st.one_of(
     ),
     st.text(st.characters(codec="ascii", exclude_categories=["Cc"]), max_size=40).map(str.strip),
 )
+ENCODINGS = st.one_of(st.none(), st.sampled_from(["gzip", "identity", "br", "", "identity, gzip"]))
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
     lambda children: (
@@ -97,7 +98,15 @@ def test_random_requests_never_get_a_5xx(fuzz_target: ReceiverProcess, tmp_path:
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
             database=None,
         )
-        @given(method=METHODS, path=PATHS, query=QUERIES, content_type=CONTENT_TYPES, auth=AUTH, body=BODIES)
+        @given(
+            method=METHODS,
+            path=PATHS,
+            query=QUERIES,
+            content_type=CONTENT_TYPES,
+            auth=AUTH,
+            body=BODIES,
+            encoding=ENCODINGS,
+        )
         # Valid deliveries are rare among random inputs (a run can draw none): these two always
         # run, so the final check that the store was reached does not depend on the draw.
         @example(
@@ -107,6 +116,7 @@ def test_random_requests_never_get_a_5xx(fuzz_target: ReceiverProcess, tmp_path:
             content_type="application/json",
             auth=f"Bearer {SECRET}",
             body=b'{"email": "ada@example.com", "eventName": "emailSend", "dataFields": {}}',
+            encoding=None,
         )
         @example(
             method="GET",
@@ -115,11 +125,20 @@ def test_random_requests_never_get_a_5xx(fuzz_target: ReceiverProcess, tmp_path:
             content_type=None,
             auth=f"Bearer {SECRET}",
             body=b"",
+            encoding=None,
         )
         def check(
-            method: str, path: str, query: str, content_type: str | None, auth: str | None, body: bytes
+            method: str,
+            path: str,
+            query: str,
+            content_type: str | None,
+            auth: str | None,
+            body: bytes,
+            encoding: str | None,
         ) -> None:
             headers: dict[str, Any] = {}
+            if encoding is not None:
+                headers["Content-Encoding"] = encoding
             if content_type is not None:
                 headers["Content-Type"] = content_type
             if auth is not None:

@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 
 from airflow_provider_iterable.webhooks import create_app
 from airflow_provider_iterable.webhooks.auth import auth_from_extra
-from airflow_provider_iterable.webhooks.connections import lookup_airflow_connection
 from tests.webhooks.conftest import CONN_ENV, CONN_ID, ReceiverProcess, connection_json, system_body
 
 ROTATED = ["first-secret-a1b2c3", "second-secret-d4e5f6"]
@@ -40,16 +39,6 @@ def deliveries(client_post: object) -> list[httpx.Response]:
         )
     answers.append(send(SYSTEM + f"?token={ROTATED[0]}", json=system_body(99), headers={}))
     return answers
-
-
-@pytest.fixture(scope="module")
-def airflow_logging(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Let Airflow set up its logging (it does on first use, replacing the root handlers) before
-    a test's call phase, where pytest adds its capturing handler."""
-    lookup_airflow_connection("not_defined_anywhere")
-    url = f"sqlite:///{tmp_path_factory.mktemp('warm') / 'queue.db'}"
-    with TestClient(create_app(queue_url=url)) as client:
-        client.get("/health")
 
 
 def assert_secret_free(text: str) -> None:

@@ -133,3 +133,14 @@ def test_postgresql_down(conn_env: str, postgres_url: str) -> None:
         finally:
             pg.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         assert_recovered(server.url, system_body(1), postgres_url, 1)
+
+
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_a_queue_the_writer_cannot_open_is_a_503_not_a_500(conn_env: str, writer: str) -> None:
+    # Not the database being down: a URL the store refuses to open. Whatever the writer raises,
+    # the delivery was not stored and the sender must try again.
+    app = create_app(queue_url="mysql://iterable@127.0.0.1/iterable", writer=writer, retry_after_seconds=3)
+    with ThreadedServer(app) as server:
+        answer = post(server.url, system_body(0))
+        assert (answer.status_code, answer.headers.get("Retry-After")) == (503, "3"), answer.text
+        assert httpx.get(server.url + "/health", timeout=30).status_code == 503

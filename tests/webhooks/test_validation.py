@@ -7,6 +7,7 @@ Starlette's test client (a real ASGI stack, a real SQLite queue, the connection 
 
 from __future__ import annotations
 
+import gzip
 import hmac
 import inspect
 import json
@@ -17,8 +18,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from airflow_provider_iterable.event_queue import EventQueue
+from airflow_provider_iterable.exceptions import IterableConfigError
+from airflow_provider_iterable.webhooks import ReceiverSettings, create_app
 from airflow_provider_iterable.webhooks import auth as auth_module
-from airflow_provider_iterable.webhooks import create_app
 from tests.webhooks.conftest import (
     CONN_ENV,
     CONN_ID,
@@ -32,6 +34,7 @@ from tests.webhooks.conftest import (
 SYSTEM = f"/webhooks/{CONN_ID}/system"
 JOURNEYS = f"/webhooks/{CONN_ID}/journeys"
 LIMIT = 8192
+FORM = "application/x-www-form-urlencoded"
 
 
 @pytest.fixture
@@ -96,6 +99,31 @@ def test_campaign_id_falls_back_to_query_and_user_id_to_data_fields(client: Test
     assert post_json(client, body, path=SYSTEM + "?campaignId=55").status_code == 200
     (event,) = stored()
     assert (event.campaign_id, event.user_id, event.workflow_id, event.email) == (55, "u-9", 12, None)
+
+
+def test_overlong_event_name_is_stored_with_its_column_empty(client: TestClient, stored: Any) -> None:
+    # Iterable keeps retrying a 5xx: a valid delivery whose name does not fit the indexed column
+    # must still be stored (the payload keeps the name; a sensor's match can find it there).
+    body = system_body(1, eventName="e" * 300)
+    response = post_json(client, body)
+    assert response.status_code == 200, response.text
+    (event,) = stored()
+    assert (event.event_name, event.email, event.payload) == (None, "user1@example.com", body)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("email", ["a@example.com", "b@example.com"]), ("userId", 10**30), ("email", {"a": 1}), ("userId", 1.5)],
+)
+def test_odd_values_at_classified_fields_are_stored(
+    client: TestClient, stored: Any, field: str, value: Any
+) -> None:
+    body = system_body(1, **{field: value})
+    body["dataFields"]["campaignId"] = 10**30
+    assert post_json(client, body).status_code == 200
+    (event,) = stored()
+    assert event.payload == body
+    assert event.campaign_id is None
 
 
 # -- R3: the secret ----------------------------------------------------------------------------
@@ -369,6 +397,46 @@ def test_system_refuses_form_bodies(client: TestClient, stored: Any) -> None:
     assert_refused(response, 415, stored)
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "GZIP", "br", "deflate", "identity, gzip", "x-custom"])
+def test_encoded_body_is_415(client: TestClient, stored: Any, encoding: str) -> None:
+    # A plain body that claims an encoding: read as it is, it would be stored as something else.
+    response = post_json(client, system_body(1), headers={"Content-Encoding": encoding})
+    assert_refused(response, 415, stored)
+    assert "encoding" in response.json()["detail"]
+
+
+def test_gzip_body_is_415_not_400(client: TestClient, stored: Any) -> None:
+    raw = gzip.compress(json.dumps(system_body(1)).encode())
+    assert_refused(post_json(client, raw, headers={"Content-Encoding": "gzip"}), 415, stored)
+    form = gzip.compress(b"email=a%40example.com")
+    response = client.post(
+        f"{JOURNEYS}/1",
+        content=form,
+        headers={"Content-Type": FORM, "Content-Encoding": "gzip", **auth_headers()},
+    )
+    assert_refused(response, 415, stored)
+
+
+@pytest.mark.parametrize("encoding", ["identity", "Identity", ""])
+def test_identity_encoding_is_read(client: TestClient, stored: Any, encoding: str) -> None:
+    assert post_json(client, system_body(1), headers={"Content-Encoding": encoding}).status_code == 200
+    assert len(stored()) == 1
+
+
+def test_wrong_secret_and_gzip_body_is_401(client: TestClient, stored: Any) -> None:
+    raw = gzip.compress(json.dumps(system_body(1)).encode())
+    response = client.post(
+        SYSTEM,
+        content=raw,
+        headers={
+            "Authorization": "Bearer nope",
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+        },
+    )
+    assert_refused(response, 401, stored)
+
+
 def test_content_type_is_checked_before_size(client: TestClient, stored: Any) -> None:
     response = client.post(
         SYSTEM, content=b"x" * (LIMIT + 10), headers={"Content-Type": "text/plain", **auth_headers()}
@@ -509,6 +577,20 @@ def test_health_ok(client: TestClient) -> None:
 def test_bad_factory_arguments_name_the_parameter(kwargs: dict[str, Any], name: str) -> None:
     with pytest.raises(ValueError, match=name):
         create_app(**kwargs)
+
+
+def test_unknown_factory_argument_names_it_and_the_known_ones() -> None:
+    with pytest.raises(IterableConfigError, match="max_body_byte; known: queue_url, max_body_bytes"):
+        create_app(max_body_byte=5)
+
+
+def test_settings_object_with_overrides(sqlite_url: str) -> None:
+    base = ReceiverSettings(queue_url=sqlite_url, max_body_bytes=100, writer="thread")
+    app = create_app(base, max_body_bytes=200)
+    assert app.state.receiver.settings == ReceiverSettings(
+        queue_url=sqlite_url, max_body_bytes=200, writer="thread"
+    )
+    assert base.max_body_bytes == 100
 
 
 def test_create_app_without_arguments_does_no_io(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
