@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context
 from airflow.sdk.bases.sensor import PokeReturnValue
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from airflow_provider_iterable._values import KINDS, MISSING, lookup_path, pick_paths
 from airflow_provider_iterable.event_queue import EventQueue, QueueUnavailableError
@@ -159,10 +159,12 @@ class IterableWebhookSensor(BaseSensorOperator):
             "since is not set and the DAG run has no start date: pass since= (an ISO-8601 time)"
         )
 
-    def build_trigger(self, context: Context) -> IterableWebhookTrigger:
+    def build_trigger(self, context: Context, *, deadline: datetime | None = None) -> IterableWebhookTrigger:
         """Return the trigger this sensor defers to, with its window fixed in its arguments.
 
         :param context: The task's context (the DAG run's start opens the window).
+        :param deadline: When the trigger stops waiting (the sensor's timeout from now), or
+            ``None`` for no deadline of its own.
         """
         if self.kind is not None and self.kind not in KINDS:
             raise IterableConfigError(f"kind must be one of {KINDS} or None, got {self.kind!r}")
@@ -177,7 +179,15 @@ class IterableWebhookSensor(BaseSensorOperator):
             poll_interval=self.queue_poll_interval,
             queue_url=self.queue_url,
             mode="sensor",
+            deadline=deadline.isoformat() if deadline is not None else None,
         )
+
+    def _deadline(self) -> datetime | None:
+        """Return when a wait that starts now must end: now plus ``timeout`` (``None`` if unbounded)."""
+        try:
+            return datetime.now(timezone.utc) + timedelta(seconds=self.timeout)
+        except OverflowError:  # a timeout of centuries: no deadline of the trigger's own
+            return None
 
     # -- the check and its result -------------------------------------------------------------
 
@@ -244,7 +254,9 @@ class IterableWebhookSensor(BaseSensorOperator):
         """
         if not self.deferrable:
             return super().execute(context)
-        trigger = self.build_trigger(context)
+        # The deadline travels in the trigger's arguments: Airflow's triggerer enforces the
+        # deferral timeout, but dag.test() runs the trigger itself and enforces none.
+        trigger = self.build_trigger(context, deadline=self._deadline())
         try:
             event = self._check_once(trigger)
         except QueueUnavailableError as exc:
@@ -254,7 +266,10 @@ class IterableWebhookSensor(BaseSensorOperator):
         if event is not None:
             return self._result(event)
         self.log.info(
-            "Waiting for an Iterable webhook (%s) received since %s.", _describe(trigger), trigger.since
+            "Waiting for an Iterable webhook (%s) received since %s (deadline %s).",
+            _describe(trigger),
+            trigger.since,
+            trigger.deadline or "none",
         )
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
 
@@ -263,7 +278,14 @@ class IterableWebhookSensor(BaseSensorOperator):
 
         :param context: The task's context.
         :param event: The trigger event's payload.
+        :raises AirflowSensorTimeout: when the trigger reached the deadline first (with
+            ``soft_fail``, Airflow skips the task instead).
         """
+        if event and event.get("status") == "timeout":
+            raise AirflowSensorTimeout(
+                f"No matching Iterable webhook arrived within the sensor's timeout of {self.timeout} s "
+                f"(deadline {event.get('deadline')})."
+            )
         if not event or event.get("status") != "success" or not isinstance(event.get("event"), dict):
             message = (event or {}).get("message", "no event")
             raise AirflowException(f"The Iterable webhook trigger ended without an event: {message}")

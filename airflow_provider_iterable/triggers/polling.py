@@ -1,4 +1,5 @@
-"""How a trigger reads the event queue: opening a reader off the event loop, and riding out failures.
+"""How a trigger reads the event queue: opening a reader off the event loop, riding out failures, and
+giving up at a deadline.
 
 A poll that fails (database restarting, lock timeout) is retried with capped exponential
 backoff, never raised: one unavailable queue must not fail every waiting sensor at once.
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from datetime import datetime, timezone
 from typing import TypeVar
 
 from airflow_provider_iterable.event_queue import AsyncEventReader, notice_backend
@@ -77,6 +79,31 @@ async def retrying(call: Callable[[], Awaitable[T]], backoff: Backoff) -> T:
         return result
 
 
+async def until_deadline(events: AsyncGenerator[T, None], deadline: datetime, timeout: T) -> AsyncIterator[T]:
+    """Pass on ``events`` until ``deadline``; then close them, yield ``timeout`` and stop.
+
+    :param events: What the trigger yields while it waits (closed at the deadline: its loop's
+        ``finally`` releases the reader).
+    :param deadline: When to stop waiting (timezone-aware).
+    :param timeout: What to yield instead of an event at the deadline.
+    """
+    try:
+        while True:
+            remaining = (deadline - datetime.now(timezone.utc)).total_seconds()
+            if remaining <= 0:
+                break
+            try:
+                event = await asyncio.wait_for(anext(events), remaining)
+            except StopAsyncIteration:
+                return
+            except asyncio.TimeoutError:
+                break
+            yield event
+    finally:
+        await events.aclose()
+    yield timeout
+
+
 def _config_queue_url() -> str:
     from airflow_provider_iterable import config
 
@@ -100,4 +127,11 @@ async def open_reader(queue_url: str | None) -> AsyncEventReader:
     return AsyncEventReader(await asyncio.to_thread(resolve))
 
 
-__all__ = ["DEFAULT_POLL_INTERVAL", "MAX_RETRY_BACKOFF", "Backoff", "open_reader", "retrying"]
+__all__ = [
+    "DEFAULT_POLL_INTERVAL",
+    "MAX_RETRY_BACKOFF",
+    "Backoff",
+    "open_reader",
+    "retrying",
+    "until_deadline",
+]

@@ -5,9 +5,10 @@ queue asynchronously and fires on events that pass its filter
 (:class:`~airflow_provider_iterable.event_queue.WebhookFilter`). It works in two modes:
 
 - **sensor** (a deferred task): yield the first matching event in the window (received since
-  ``since`` and/or with an id above ``after_id``), then stop. Sensors observe, they don't consume:
-  two sensors waiting for the same event both see it, and a sensor rebuilt on another triggerer
-  rescans its window, so its kwargs need no live cursor.
+  ``since`` and/or with an id above ``after_id``), then stop; at its ``deadline``, if one is
+  given, yield a timeout event instead. Sensors observe, they don't consume: two sensors waiting
+  for the same event both see it, and a sensor rebuilt on another triggerer rescans its window,
+  so its kwargs need no live cursor.
 - **watcher** (inside an ``AssetWatcher``): start at the head of the queue the first time (no
   replay of history), yield every matching event in id order, and keep the position durably, in
   the asset state store Airflow injects (``self.asset_state_store``) and mirrored to the queue's
@@ -23,7 +24,7 @@ right after yielding.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncGenerator, AsyncIterator, Hashable
 from functools import partial
 from typing import Any
 
@@ -35,7 +36,13 @@ from airflow_provider_iterable.event_queue import AsyncEventReader, StoredEvent,
 from airflow_provider_iterable.event_queue.filters import parse_since
 from airflow_provider_iterable.event_queue.scan import scan_async
 from airflow_provider_iterable.exceptions import IterableConfigError
-from airflow_provider_iterable.triggers.polling import DEFAULT_POLL_INTERVAL, Backoff, open_reader, retrying
+from airflow_provider_iterable.triggers.polling import (
+    DEFAULT_POLL_INTERVAL,
+    Backoff,
+    open_reader,
+    retrying,
+    until_deadline,
+)
 from airflow_provider_iterable.triggers.shared_stream import (
     QueueStreamProducer,
     StreamStart,
@@ -91,6 +98,11 @@ class IterableWebhookTrigger(BaseEventTrigger):
         Airflow runs the trigger for an ``AssetWatcher``, sensor otherwise.
     :param consumer: Name of a watcher's durable cursor; by default derived from the filters.
         Give two watchers with identical filters distinct names if they must not share one.
+    :param deadline: ISO-8601 time at which a sensor stops waiting and yields
+        ``{"status": "timeout", "deadline": ...}`` (sensor mode only; a watcher never times out).
+        The webhook sensors set it from their ``timeout`` when they defer, so the timeout holds
+        wherever the trigger runs: in a restarted triggerer, and under ``dag.test()``, which runs
+        the trigger itself and enforces no deferral timeout.
     :raises IterableConfigError: naming the parameter when an argument is unusable.
     """
 
@@ -108,6 +120,7 @@ class IterableWebhookTrigger(BaseEventTrigger):
         queue_url: str | None = None,
         mode: str = "auto",
         consumer: str | None = None,
+        deadline: str | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(iterable_conn_id, str) or not iterable_conn_id:
@@ -139,6 +152,7 @@ class IterableWebhookTrigger(BaseEventTrigger):
             raise IterableConfigError(f"mode must be one of {MODES}, got {mode!r}")
         if consumer is not None and (not isinstance(consumer, str) or not consumer.strip()):
             raise IterableConfigError(f"consumer must be a non-empty string or None, got {consumer!r}")
+        parse_since(deadline, name="deadline")
         self.iterable_conn_id = iterable_conn_id
         self.kind = kind
         self.event_name = event_name
@@ -150,25 +164,30 @@ class IterableWebhookTrigger(BaseEventTrigger):
         self.queue_url = queue_url
         self.mode = mode
         self.consumer = consumer
+        self.deadline = deadline
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        """Return the class path and the exact keyword arguments (no secret unless passed in)."""
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "iterable_conn_id": self.iterable_conn_id,
-                "kind": self.kind,
-                "event_name": self.event_name,
-                "workflow_id": self.workflow_id,
-                "match": self.match,
-                "since": self.since,
-                "after_id": self.after_id,
-                "poll_interval": self.poll_interval,
-                "queue_url": self.queue_url,
-                "mode": self.mode,
-                "consumer": self.consumer,
-            },
-        )
+        """Return the class path and the exact keyword arguments (no secret unless passed in).
+
+        ``deadline`` appears only when set, so a watcher's arguments (and Airflow's hash of them)
+        are what they were before the argument existed.
+        """
+        kwargs: dict[str, Any] = {
+            "iterable_conn_id": self.iterable_conn_id,
+            "kind": self.kind,
+            "event_name": self.event_name,
+            "workflow_id": self.workflow_id,
+            "match": self.match,
+            "since": self.since,
+            "after_id": self.after_id,
+            "poll_interval": self.poll_interval,
+            "queue_url": self.queue_url,
+            "mode": self.mode,
+            "consumer": self.consumer,
+        }
+        if self.deadline is not None:
+            kwargs["deadline"] = self.deadline
+        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     def __repr__(self) -> str:
         classpath, kwargs = self.serialize()
@@ -224,15 +243,24 @@ class IterableWebhookTrigger(BaseEventTrigger):
             if own:
                 await active.close()
 
+    def _until_deadline(self, events: AsyncGenerator[TriggerEvent, None]) -> AsyncIterator[TriggerEvent]:
+        """Pass on a sensor's events until its deadline (if any), then a timeout event."""
+        deadline = parse_since(self.deadline, name="deadline")
+        if deadline is None:
+            return events
+        return until_deadline(
+            events, deadline, TriggerEvent({"status": "timeout", "deadline": self.deadline})
+        )
+
     # -- polling alone (dag.test(), a direct run()) ----------------------------------------------
 
     def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll the queue by itself: the first match (sensor) or every match (watcher)."""
         if self.effective_mode == "watcher":
             return self._watch_alone()
-        return self._sense_alone()
+        return self._until_deadline(self._sense_alone())
 
-    async def _sense_alone(self) -> AsyncIterator[TriggerEvent]:
+    async def _sense_alone(self) -> AsyncGenerator[TriggerEvent, None]:
         reader = await self._new_reader()
         backoff = Backoff(float(self.poll_interval), "trigger poll")
         flt = self.webhook_filter
@@ -306,9 +334,9 @@ class IterableWebhookTrigger(BaseEventTrigger):
         """
         if self.effective_mode == "watcher":
             return self._watch_stream(shared_stream)
-        return self._sense_stream(shared_stream)
+        return self._until_deadline(self._sense_stream(shared_stream))
 
-    async def _sense_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
+    async def _sense_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncGenerator[TriggerEvent, None]:
         flt = self.webhook_filter
         backoff = Backoff(float(self.poll_interval), "sensor window scan")
         reader = await retrying(self._new_reader, backoff)

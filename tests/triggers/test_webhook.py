@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -124,6 +125,7 @@ def test_no_secret_in_kwargs_or_repr(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"mode": "consume"}, "mode"),
         ({"consumer": " "}, "consumer"),
         ({"queue_url": ""}, "queue_url"),
+        ({"deadline": "tomorrow"}, "deadline"),
     ],
 )
 def test_bad_arguments_name_the_parameter(kwargs: dict[str, Any], parameter: str) -> None:
@@ -264,6 +266,74 @@ def test_a_failing_poll_is_retried_and_never_ends_the_trigger(tmp_path: Path) ->
         return await waiter
 
     assert run(scenario())["id"] == 1
+
+
+def test_a_deadline_travels_in_the_kwargs_only_when_set() -> None:
+    deadline = "2026-11-27T03:00:00+00:00"
+    trigger = IterableWebhookTrigger(event_name="emailOpen", mode="sensor", deadline=deadline)
+    _, kwargs = trigger.serialize()
+    assert kwargs["deadline"] == deadline
+    assert IterableWebhookTrigger(**kwargs).serialize()[1] == kwargs  # a restarted triggerer keeps it
+    assert "deadline" not in IterableWebhookTrigger(event_name="emailOpen").serialize()[1]
+
+
+def test_a_sensor_stops_waiting_at_its_deadline(queue: EventQueue, queue_url: str) -> None:
+    """Standalone run(), as under dag.test(): no match by the deadline means a timeout event."""
+    since = datetime.now(timezone.utc).isoformat()
+    deadline = (datetime.now(timezone.utc) + timedelta(seconds=1.5)).isoformat()
+    trigger = IterableWebhookTrigger(
+        queue_url=queue_url, event_name="emailOpen", since=since, deadline=deadline
+    )
+
+    async def scenario() -> tuple[Any, float]:
+        started = time.monotonic()
+        gen = trigger.run()
+        try:
+            event = await asyncio.wait_for(gen.__anext__(), 10)
+        finally:
+            await gen.aclose()
+        return event.payload, time.monotonic() - started
+
+    queue.append(new_event(event_name="emailClick"))
+    payload, waited = run(scenario())
+    assert payload == {"status": "timeout", "deadline": deadline}
+    assert 1.0 <= waited < 5
+
+
+def test_a_match_before_the_deadline_wins(queue: EventQueue, queue_url: str) -> None:
+    since = datetime.now(timezone.utc).isoformat()
+    deadline = (datetime.now(timezone.utc) + timedelta(seconds=30)).isoformat()
+    trigger = IterableWebhookTrigger(
+        queue_url=queue_url, event_name="emailOpen", since=since, deadline=deadline
+    )
+    stored, _ = queue.append(new_event(event_name="emailOpen"))
+    assert run(next_event(trigger))["id"] == stored
+
+
+def test_a_shared_stream_sensor_stops_waiting_at_its_deadline(queue: EventQueue, queue_url: str) -> None:
+    async def scenario() -> None:
+        driver = SharedStreamDriver()
+        try:
+            since = datetime.now(timezone.utc).isoformat()
+            soon = (datetime.now(timezone.utc) + timedelta(seconds=1)).isoformat()
+            later = (datetime.now(timezone.utc) + timedelta(seconds=60)).isoformat()
+            ending = driver.start(IterableWebhookTrigger(queue_url=queue_url, since=since, deadline=soon))
+            waiting = driver.start(
+                IterableWebhookTrigger(
+                    queue_url=queue_url, since=since, deadline=later, event_name="emailOpen"
+                )
+            )
+            await asyncio.wait_for(driver.tasks[ending], 10)  # the trigger ended by itself
+            assert [e.payload for e in driver.events[ending]] == [{"status": "timeout", "deadline": soon}]
+            # The other sensor on the same stream still waits, and still wakes.
+            assert not driver.tasks[waiting].done()
+            stored, _ = await asyncio.to_thread(queue.append, new_event(event_name="emailOpen"))
+            assert await wait_until(lambda: bool(driver.events[waiting]), 5)
+            assert driver.events[waiting][0].payload["event"]["id"] == stored
+        finally:
+            await driver.close()
+
+    run(scenario())
 
 
 # -- watcher mode, standalone loop ---------------------------------------------------------------
