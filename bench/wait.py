@@ -1,7 +1,8 @@
 """P4 and P5: how fast a deferred sensor wakes, and what waiting costs.
 
 P4, wake-up latency: sensors wait in one event loop on the triggerer's shared-stream path
-(Airflow's ``SharedStreamManager``, as the triggerer runs them); a writer thread commits one
+(Airflow's ``SharedStreamManager``, as the triggerer runs them; each trigger built as the webhook
+sensors build theirs: ``mode="sensor"`` and a deadline, one hour ahead); a writer thread commits one
 matching event at a random moment; the latency is from the moment the commit returned to the
 moment the sensor's trigger yields the event. SQLite always; PostgreSQL (with its ``NOTIFY``
 doorbell) when ``ITERABLE_TEST_POSTGRES_URL`` names a server where a database may be created.
@@ -31,7 +32,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Hashable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,14 @@ class Triggerer:
         await self.manager.stop_all()
 
 
+def sensor_trigger(url: str, since: str, email: str) -> IterableWebhookTrigger:
+    """Build the trigger a webhook sensor defers to (window, sensor mode, deadline)."""
+    deadline = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    return IterableWebhookTrigger(
+        queue_url=url, since=since, match={"email": email}, mode="sensor", deadline=deadline
+    )
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -128,14 +137,10 @@ async def _latency(url: str, waiting: int, events: int) -> list[float]:
 
     try:
         for i in range(waiting):  # others waiting alongside, never matched
-            triggerer.start(
-                IterableWebhookTrigger(queue_url=url, since=since, match={"email": f"idle{i}@x"}), on_event
-            )
+            triggerer.start(sensor_trigger(url, since, f"idle{i}@x"), on_event)
         targets = [f"target{i}@x" for i in range(events)]
         for email in targets:
-            triggerer.start(
-                IterableWebhookTrigger(queue_url=url, since=since, match={"email": email}), on_event
-            )
+            triggerer.start(sensor_trigger(url, since, email), on_event)
         await asyncio.sleep(2.0)  # every sensor has scanned its window and joined the shared poll
         latencies = []
         for email in targets:
@@ -175,7 +180,7 @@ async def _idle_cost(
 
     try:
         for i in range(waiting):
-            trigger = IterableWebhookTrigger(queue_url=url, since=since, match={"email": f"idle{i}@x"})
+            trigger = sensor_trigger(url, since, f"idle{i}@x")
             if shared:
                 triggerer.start(trigger, lambda _fired: None)
             else:

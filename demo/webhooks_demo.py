@@ -201,7 +201,7 @@ def run_event_driven(services: Any, home: Path) -> bool:
     from airflow.utils.session import create_session
     from sqlalchemy import select, update
 
-    from airflow_provider_iterable.event_queue import EventQueue
+    from airflow_provider_iterable.event_queue import EventQueue, WebhookFilter
     from airflow_provider_iterable.hooks.iterable import IterableHook
     from airflow_provider_iterable.triggers import IterableWebhookTrigger
 
@@ -252,7 +252,7 @@ def run_event_driven(services: Any, home: Path) -> bool:
             before = queue.head_id()
             hook.trigger_workflow(workflow_id=JOURNEY_ID, email=email, data_fields={"source": "demo"})
             sim.wait_for_webhooks(timeout=30)
-            (event,) = queue.fetch(after_id=before, kind="journey", workflow_id=JOURNEY_ID)
+            (event,) = queue.fetch(WebhookFilter(kind="journey", workflow_id=JOURNEY_ID), after_id=before)
             print(
                 f"Journey {JOURNEY_ID} called its webhook tile for {email}: stored as queue event {event.id}"
             )

@@ -14,10 +14,13 @@ from typing import Any
 
 from sqlalchemy import and_, func, select
 
-from airflow_provider_iterable.event_queue._common import KINDS, row_to_event
+from airflow_provider_iterable._values import is_whole_number
 from airflow_provider_iterable.event_queue.events import StoredEvent
+from airflow_provider_iterable.event_queue.filters import WebhookFilter
+from airflow_provider_iterable.event_queue.queries import row_to_event
 from airflow_provider_iterable.event_queue.schema import consumers, events, safe_url, sqlite_path
 from airflow_provider_iterable.event_queue.store import EventQueue
+from airflow_provider_iterable.exceptions import IterableConfigError
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -26,8 +29,8 @@ MAX_SAMPLE = 10_000
 
 
 def _check_limit(limit: int) -> None:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_SAMPLE:
-        raise ValueError(f"limit must be an int from 1 to {MAX_SAMPLE}, got {limit!r}")
+    if not is_whole_number(limit, minimum=1, maximum=MAX_SAMPLE):
+        raise IterableConfigError(f"limit must be an int from 1 to {MAX_SAMPLE}, got {limit!r}")
 
 
 def _latest(
@@ -41,17 +44,15 @@ def _latest(
 ) -> list[StoredEvent]:
     """Return the newest ``limit`` events matching the filters, oldest first."""
     _check_limit(limit)
-    if kind is not None and kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS} or None, got {kind!r}")
-    if workflow_id is not None and (isinstance(workflow_id, bool) or not isinstance(workflow_id, int)):
-        raise ValueError(f"workflow_id must be an int or None, got {workflow_id!r}")
+    # The same filter (and checks) as a trigger's, newest first instead of after a cursor.
+    where = WebhookFilter(conn_id=conn_id, kind=kind, event_name=event_name, workflow_id=workflow_id)
     conditions = [
         column == value
         for column, value in (
-            (events.c.conn_id, conn_id),
-            (events.c.kind, kind),
-            (events.c.event_name, event_name),
-            (events.c.workflow_id, workflow_id),
+            (events.c.conn_id, where.conn_id),
+            (events.c.kind, where.kind),
+            (events.c.event_name, where.event_name),
+            (events.c.workflow_id, where.workflow_id),
         )
         if value is not None
     ]
@@ -234,7 +235,7 @@ def schema_from_payloads(payloads: Iterable[dict[str, Any]], *, title: str | Non
 
     :param payloads: Sample payloads (JSON objects).
     :param title: An optional ``title`` for the schema.
-    :raises ValueError: when there is no sample.
+    :raises IterableConfigError: when there is no sample.
     """
     root = _Shape()
     count = 0
@@ -242,7 +243,7 @@ def schema_from_payloads(payloads: Iterable[dict[str, Any]], *, title: str | Non
         root.add(payload)
         count += 1
     if count == 0:
-        raise ValueError("no payloads to infer a schema from")
+        raise IterableConfigError("no payloads to infer a schema from")
     body = root.schema()
     schema: dict[str, Any] = {"$schema": JSON_SCHEMA_DIALECT}
     if title:
@@ -270,7 +271,7 @@ def infer_schema(
     :param workflow_id: Only events of this journey.
     :param conn_id: Only events that came through this connection.
     :param limit: Sample at most this many of the newest matching events (1 to 10,000).
-    :raises ValueError: when no stored event matches.
+    :raises IterableConfigError: when no stored event matches.
     """
     sample = _latest(queue, limit=limit, conn_id=conn_id, event_name=event_name, workflow_id=workflow_id)
     if not sample:
@@ -283,7 +284,9 @@ def infer_schema(
             )
             if value is not None
         )
-        raise ValueError(f"no stored events match ({filters or 'no filter'}): nothing to infer a schema from")
+        raise IterableConfigError(
+            f"no stored events match ({filters or 'no filter'}): nothing to infer a schema from"
+        )
     parts = [
         f"eventName {event_name}" if event_name else None,
         f"journey {workflow_id}" if workflow_id else None,

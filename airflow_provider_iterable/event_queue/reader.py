@@ -10,125 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from airflow_provider_iterable import config
-from airflow_provider_iterable.event_queue import _common
-from airflow_provider_iterable.event_queue._common import translate_errors
+from airflow_provider_iterable._values import is_number
+from airflow_provider_iterable.event_queue import queries
+from airflow_provider_iterable.event_queue.doorbell import Doorbell
+from airflow_provider_iterable.event_queue.engines import reader_engine
+from airflow_provider_iterable.event_queue.errors import STORAGE_ERRORS, translate_errors
 from airflow_provider_iterable.event_queue.events import QueueUnavailableError, StoredEvent
-from airflow_provider_iterable.event_queue.schema import (
-    NOTIFY_CHANNEL,
-    async_url,
-    create_schema,
-    normalize_url,
-    safe_url,
-)
-
-log = logging.getLogger(__name__)
+from airflow_provider_iterable.event_queue.filters import EVERYTHING, WebhookFilter
+from airflow_provider_iterable.event_queue.schema import create_schema, normalize_url, safe_url
+from airflow_provider_iterable.exceptions import IterableConfigError
 
 #: Seconds a reader's write (a cursor) waits for the SQLite write lock.
 READER_BUSY_TIMEOUT = 5.0
-
-
-#: Longest pause between attempts to re-open the PostgreSQL notification channel.
-DOORBELL_MAX_BACKOFF = 30.0
-
-
-class _Doorbell:
-    """One ``LISTEN iterable_events`` connection per queue and event loop, fanned out to waiters.
-
-    A thousand waiting sensors share it (not a thousand PostgreSQL connections). ``rings``
-    counts the notifications; a waiter remembers the count it last saw, so a ring between two
-    waits is not lost. Each time the channel opens (first use, or after a server restart) it
-    rings once, since commits made before that were not announced.
-    """
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.rings = 0
-        self.listening = False
-        self._changed = asyncio.Condition()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="iterable-queue-doorbell")
-
-    async def _ring(self) -> None:
-        async with self._changed:
-            self.rings += 1
-            self._changed.notify_all()
-
-    async def _run(self) -> None:
-        import psycopg
-
-        conninfo = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
-        backoff = 0.5
-        failing = False
-        while True:
-            try:
-                conn = await psycopg.AsyncConnection.connect(
-                    conninfo,
-                    autocommit=True,
-                    connect_timeout=10,
-                    application_name="airflow-provider-iterable-listener",
-                )
-                try:
-                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    self.listening = True
-                    if failing:
-                        log.info("Listening to the event queue %s again.", safe_url(self.url))
-                    failing, backoff = False, 0.5
-                    # Commits made before the channel was open were not announced: ring once, so
-                    # every waiter polls again now rather than at its timeout.
-                    await self._ring()
-                    async for _notify in conn.notifies():
-                        await self._ring()
-                finally:
-                    self.listening = False
-                    with contextlib.suppress(Exception):
-                        await conn.close()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # Waiters keep working meanwhile: their waits time out and they poll.
-                log_at = logging.DEBUG if failing else logging.WARNING
-                log.log(
-                    log_at,
-                    "Cannot listen to the event queue %s (%s: %s); polling until it is back.",
-                    safe_url(self.url),
-                    type(exc).__name__,
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else "",
-                )
-                failing = True
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, DOORBELL_MAX_BACKOFF)
-
-    async def wait(self, seen: int, timeout: float) -> int | None:
-        """Wait until ``rings`` exceeds ``seen``; return the new count, or None at the timeout."""
-        async with self._changed:
-            try:
-                await asyncio.wait_for(self._changed.wait_for(lambda: self.rings > seen), timeout)
-            except asyncio.TimeoutError:
-                return None
-            return self.rings
-
-    async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
 
 
 @dataclass
@@ -137,7 +39,7 @@ class _SharedEngine:
     users: int = 0
     schema_ready: bool = False
     schema_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    doorbell: _Doorbell | None = None
+    doorbell: Doorbell | None = None
 
 
 # One engine per (event loop, URL). Keyed weakly by the loop, so a closed and collected loop
@@ -145,36 +47,6 @@ class _SharedEngine:
 _engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _SharedEngine]] = (
     weakref.WeakKeyDictionary()
 )
-
-
-def _create_async_engine(url: str) -> AsyncEngine:
-    if url.startswith("sqlite"):
-        engine = create_async_engine(
-            async_url(url),
-            connect_args={"timeout": READER_BUSY_TIMEOUT},
-            pool_size=2,
-            max_overflow=3,
-            pool_timeout=30,
-        )
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            _common.sqlite_on_connect(dbapi_connection, READER_BUSY_TIMEOUT)
-
-        event.listen(engine.sync_engine, "begin", _common.sqlite_on_begin)
-        return engine
-    return create_async_engine(
-        async_url(url),
-        connect_args={
-            "connect_timeout": 10,
-            "options": f"-c lock_timeout={int(READER_BUSY_TIMEOUT * 1000)}",
-            "application_name": "airflow-provider-iterable-reader",
-        },
-        pool_pre_ping=True,
-        pool_size=2,
-        max_overflow=3,
-        pool_timeout=30,
-    )
 
 
 class AsyncEventReader:
@@ -207,7 +79,9 @@ class AsyncEventReader:
         per_loop = _engines.setdefault(loop, {})
         shared = per_loop.get(self.url)
         if shared is None:
-            shared = per_loop[self.url] = _SharedEngine(_create_async_engine(self.url))
+            shared = per_loop[self.url] = _SharedEngine(
+                reader_engine(self.url, busy_timeout=READER_BUSY_TIMEOUT)
+            )
         shared.users += 1
         self._shared, self._loop = shared, loop
         return shared
@@ -239,7 +113,7 @@ class AsyncEventReader:
                         await conn.execution_options(iterable_begin="IMMEDIATE")
                     async with conn.begin():
                         yield conn
-                except _common.STORAGE_ERRORS:
+                except STORAGE_ERRORS:
                     with contextlib.suppress(Exception):
                         await conn.invalidate()
                     raise
@@ -256,56 +130,36 @@ class AsyncEventReader:
     # -- reads ------------------------------------------------------------------------------
 
     async def fetch(
-        self,
-        *,
-        after_id: int = 0,
-        received_since: datetime | None = None,
-        conn_id: str | None = None,
-        kind: str | None = None,
-        event_name: str | None = None,
-        workflow_id: int | None = None,
-        limit: int = 1000,
+        self, where: WebhookFilter = EVERYTHING, *, after_id: int = 0, limit: int = 1000
     ) -> list[StoredEvent]:
-        """Return stored events matching every given filter, oldest (smallest id) first.
+        """Return stored events after ``after_id`` that pass ``where``'s indexed parts, oldest first.
 
-        The same filters as :meth:`EventQueue.fetch`, applied in SQL on indexed columns.
+        The same query as :meth:`EventQueue.fetch <.store.EventQueue.fetch>`: ``where.match`` is
+        left to ``where.matches``.
 
+        :param where: The filter; default every event.
         :param after_id: Only events with a larger id.
-        :param received_since: Only events received at or after this (timezone-aware) time.
-        :param conn_id: Only events that came through this connection.
-        :param kind: Only ``"system"`` or only ``"journey"`` events.
-        :param event_name: Only events with this ``eventName``.
-        :param workflow_id: Only events of this journey (``workflow_id`` column).
         :param limit: At most this many events (1 to 10,000).
-
         :raises QueueUnavailableError: when the store cannot be read right now.
         """
-        query = _common.FetchFilter(
-            after_id=after_id,
-            received_since=received_since,
-            conn_id=conn_id,
-            kind=kind,
-            event_name=event_name,
-            workflow_id=workflow_id,
-            limit=limit,
-        ).query(self.dialect)
+        query = queries.fetch_query(where, after_id=after_id, limit=limit, dialect=self.dialect)
         async with self._use("fetch") as conn:
             result = await conn.execute(query)
-            return [_common.row_to_event(row) for row in result]
+            return [queries.row_to_event(row) for row in result]
 
     async def head_id(self) -> int:
         """Return the newest event id, 0 when the queue is empty."""
         async with self._use("head_id") as conn:
-            return int((await conn.execute(_common.head_query())).scalar() or 0)
+            return int((await conn.execute(queries.head_query())).scalar() or 0)
 
     async def get_cursor(self, name: str) -> int | None:
         """Return consumer ``name``'s cursor, ``None`` if it has none yet.
 
         :param name: The consumer's name.
         """
-        _common.check_cursor_args(name)
+        queries.check_cursor_args(name)
         async with self._use("get cursor") as conn:
-            found = (await conn.execute(_common.cursor_query(name))).scalar()
+            found = (await conn.execute(queries.cursor_query(name))).scalar()
         return None if found is None else int(found)
 
     async def set_cursor(self, name: str, event_id: int) -> None:
@@ -314,10 +168,10 @@ class AsyncEventReader:
         :param name: The consumer's name.
         :param event_id: The last event id the consumer has processed.
         """
-        _common.check_cursor_args(name, event_id)
+        queries.check_cursor_args(name, event_id)
         async with self._use("set cursor", write=True) as conn:
             await conn.execute(
-                _common.cursor_upsert(self.dialect, name, event_id, datetime.now(timezone.utc))
+                queries.cursor_upsert(self.dialect, name, event_id, datetime.now(timezone.utc))
             )
 
     # -- doorbell ---------------------------------------------------------------------------
@@ -334,8 +188,8 @@ class AsyncEventReader:
 
         :param timeout: The longest wait, in seconds (>= 0).
         """
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
-            raise ValueError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
+        if not is_number(timeout, minimum=0):
+            raise IterableConfigError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
         if self._closed:
             raise RuntimeError("this AsyncEventReader is closed")
         if self.dialect != "postgresql":
@@ -343,7 +197,7 @@ class AsyncEventReader:
             return False
         shared = self._engine()
         if shared.doorbell is None:
-            shared.doorbell = _Doorbell(self.url)
+            shared.doorbell = Doorbell(self.url)
         bell = shared.doorbell
         bell.start()
         if self._rings_seen is None:

@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.types import TypeDecorator
 
 from airflow_provider_iterable.event_queue.events import QueueUnavailableError
+from airflow_provider_iterable.exceptions import IterableConfigError
 
 SCHEMA_VERSION = 1
 
@@ -66,7 +67,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: queue timestamps must be timezone-aware")
+            raise IterableConfigError(f"naive datetime {value!r}: queue timestamps must be timezone-aware")
         value = value.astimezone(timezone.utc)
         if dialect.name == "sqlite":
             return value.replace(tzinfo=None)
@@ -85,7 +86,7 @@ class EncodedJSON(str):
 
 
 def encode_json(value: Any, name: str) -> EncodedJSON:
-    """Encode ``value`` as the queue stores JSON; raise ValueError naming ``name`` if impossible.
+    """Encode ``value`` as the queue stores JSON; raise IterableConfigError naming ``name`` if impossible.
 
     ASCII-only output: ``\\u`` escapes keep NUL characters and lone surrogates (both valid
     in a JSON document) storable on every backend, and the text identical on both.
@@ -96,7 +97,7 @@ def encode_json(value: Any, name: str) -> EncodedJSON:
     try:
         return EncodedJSON(json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False))
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} is not JSON-serialisable: {exc}") from None
+        raise IterableConfigError(f"{name} is not JSON-serialisable: {exc}") from None
 
 
 class JSONText(TypeDecorator[Any]):
@@ -171,26 +172,26 @@ def normalize_url(url: str) -> str:
 
     :param url: A SQLAlchemy URL: ``sqlite:///path``, ``postgresql://...`` or
         ``postgresql+psycopg://...``.
-    :raises ValueError: for any other backend or driver (the message names ``queue_url``).
+    :raises IterableConfigError: for any other backend or driver (the message names ``queue_url``).
     """
     if not isinstance(url, str) or not url.strip():
-        raise ValueError(f"queue_url must be a SQLAlchemy URL string, got {url!r}")
+        raise IterableConfigError(f"queue_url must be a SQLAlchemy URL string, got {url!r}")
     try:
         parsed = make_url(url.strip())
     except Exception as exc:
-        raise ValueError(f"queue_url {url!r} is not a valid SQLAlchemy URL: {exc}") from None
+        raise IterableConfigError(f"queue_url {url!r} is not a valid SQLAlchemy URL: {exc}") from None
     backend, _, driver = parsed.drivername.partition("+")
     if backend == "sqlite" and driver in ("", "pysqlite", "aiosqlite"):
         parsed = parsed.set(drivername="sqlite")
         if parsed.database in (None, "", ":memory:"):
-            raise ValueError(
+            raise IterableConfigError(
                 "queue_url must name a SQLite file (an in-memory database is not shared between "
                 f"the receiver and the triggers), got {url!r}"
             )
     elif backend in ("postgresql", "postgres") and driver in ("", "psycopg", "psycopg_async"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     else:
-        raise ValueError(
+        raise IterableConfigError(
             f"queue_url {parsed.render_as_string(hide_password=True)!r} is not supported: use "
             "sqlite:///<file> or postgresql+psycopg://<user>@<host>/<database>"
         )

@@ -3,39 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context
 from airflow.sdk.bases.sensor import PokeReturnValue
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
+from airflow_provider_iterable._values import KINDS, MISSING, lookup_path, pick_paths
 from airflow_provider_iterable.event_queue import EventQueue, QueueUnavailableError
-from airflow_provider_iterable.triggers.webhook import (
-    _MISSING,
-    DEFAULT_POLL_INTERVAL,
-    KINDS,
-    IterableWebhookTrigger,
-    WebhookFilter,
-    lookup_path,
-    parse_since,
-    scan_sync,
-)
-
-
-def _pick_fields(event: dict[str, Any], paths: Sequence[str]) -> dict[str, Any]:
-    """Return the parts of ``event`` named by dotted ``paths``, nested as in the event."""
-    picked: dict[str, Any] = {}
-    for path in paths:
-        value = lookup_path(event, path)
-        if value is _MISSING:
-            continue
-        parts = path.split(".")
-        target = picked
-        for part in parts[:-1]:
-            target = target.setdefault(part, {})
-        target[parts[-1]] = value
-    return picked
+from airflow_provider_iterable.event_queue.filters import parse_since
+from airflow_provider_iterable.event_queue.scan import scan_sync
+from airflow_provider_iterable.exceptions import IterableConfigError
+from airflow_provider_iterable.triggers.polling import DEFAULT_POLL_INTERVAL
+from airflow_provider_iterable.triggers.webhook import IterableWebhookTrigger
 
 
 class IterableWebhookSensor(BaseSensorOperator):
@@ -112,21 +93,27 @@ class IterableWebhookSensor(BaseSensorOperator):
     ) -> None:
         super().__init__(**kwargs)
         if match is not None and not isinstance(match, dict):
-            raise ValueError(f"match must be a dict of dotted payload paths to values, got {match!r}")
+            raise IterableConfigError(
+                f"match must be a dict of dotted payload paths to values, got {match!r}"
+            )
         for name, paths in (("expected_fields", expected_fields), ("xcom_fields", xcom_fields)):
             if paths is not None and (
                 isinstance(paths, str) or not all(isinstance(p, str) and p for p in paths)
             ):
-                raise ValueError(f"{name} must be a list of dotted paths, got {paths!r}")
+                raise IterableConfigError(f"{name} must be a list of dotted paths, got {paths!r}")
         if payload_schema is not None:
             if not isinstance(payload_schema, dict):
-                raise ValueError(f"payload_schema must be a JSON Schema dict, got {payload_schema!r}")
+                raise IterableConfigError(
+                    f"payload_schema must be a JSON Schema dict, got {payload_schema!r}"
+                )
             import jsonschema
 
             try:
                 jsonschema.validators.validator_for(payload_schema).check_schema(payload_schema)
             except jsonschema.SchemaError as exc:
-                raise ValueError(f"payload_schema is not a valid JSON Schema: {exc.message}") from None
+                raise IterableConfigError(
+                    f"payload_schema is not a valid JSON Schema: {exc.message}"
+                ) from None
         self.iterable_conn_id = iterable_conn_id
         self.kind = kind
         self.event_name = event_name
@@ -147,12 +134,12 @@ class IterableWebhookSensor(BaseSensorOperator):
         if value is None or value == "":
             return None
         if isinstance(value, bool):
-            raise AirflowFailException(f"workflow_id must be a journey id (an integer), got {value!r}")
+            raise IterableConfigError(f"workflow_id must be a journey id (an integer), got {value!r}")
         if isinstance(value, int):
             return value
         if isinstance(value, str) and value.strip().isdigit():
             return int(value.strip())
-        raise AirflowFailException(f"workflow_id must be a journey id (an integer), got {value!r}")
+        raise IterableConfigError(f"workflow_id must be a journey id (an integer), got {value!r}")
 
     def _window_start(self, context: Context) -> str:
         """Return the window's start: ``since``, else the DAG run's start (ISO-8601, UTC)."""
@@ -160,10 +147,7 @@ class IterableWebhookSensor(BaseSensorOperator):
         if isinstance(since, datetime):
             return since.isoformat()
         if since not in (None, ""):
-            try:
-                parsed = parse_since(str(since))
-            except ValueError as exc:
-                raise AirflowFailException(str(exc)) from None
+            parsed = parse_since(str(since))
             assert parsed is not None
             return parsed.isoformat()
         dag_run = context.get("dag_run")
@@ -171,40 +155,49 @@ class IterableWebhookSensor(BaseSensorOperator):
             value = getattr(dag_run, attr, None)
             if isinstance(value, datetime):
                 return value.isoformat()
-        raise AirflowFailException(
+        raise IterableConfigError(
             "since is not set and the DAG run has no start date: pass since= (an ISO-8601 time)"
         )
 
-    def build_trigger(self, context: Context) -> IterableWebhookTrigger:
+    def build_trigger(self, context: Context, *, deadline: datetime | None = None) -> IterableWebhookTrigger:
         """Return the trigger this sensor defers to, with its window fixed in its arguments.
 
         :param context: The task's context (the DAG run's start opens the window).
+        :param deadline: When the trigger stops waiting (the sensor's timeout from now), or
+            ``None`` for no deadline of its own.
         """
         if self.kind is not None and self.kind not in KINDS:
-            raise AirflowFailException(f"kind must be one of {KINDS} or None, got {self.kind!r}")
+            raise IterableConfigError(f"kind must be one of {KINDS} or None, got {self.kind!r}")
+        # The trigger checks the rendered values; its IterableConfigError fails the task at once.
+        return IterableWebhookTrigger(
+            iterable_conn_id=self.iterable_conn_id,
+            kind=self.kind,
+            event_name=self.event_name or None,
+            workflow_id=self._workflow_id(),
+            match=self.match or None,
+            since=self._window_start(context),
+            poll_interval=self.queue_poll_interval,
+            queue_url=self.queue_url,
+            mode="sensor",
+            deadline=deadline.isoformat() if deadline is not None else None,
+        )
+
+    def _deadline(self) -> datetime | None:
+        """Return when a wait that starts now must end: now plus ``timeout`` (``None`` if unbounded)."""
         try:
-            return IterableWebhookTrigger(
-                iterable_conn_id=self.iterable_conn_id,
-                kind=self.kind,
-                event_name=self.event_name or None,
-                workflow_id=self._workflow_id(),
-                match=self.match or None,
-                since=self._window_start(context),
-                poll_interval=self.queue_poll_interval,
-                queue_url=self.queue_url,
-                mode="sensor",
-            )
-        except ValueError as exc:
-            raise AirflowFailException(str(exc)) from None
+            return datetime.now(timezone.utc) + timedelta(seconds=self.timeout)
+        except OverflowError:  # a timeout of centuries: no deadline of the trigger's own
+            return None
 
     # -- the check and its result -------------------------------------------------------------
 
     def _check_once(self, trigger: IterableWebhookTrigger) -> dict[str, Any] | None:
         """Scan the window once (synchronously); return the first matching event dict."""
-        flt: WebhookFilter = trigger.webhook_filter
         queue = EventQueue(trigger.queue_url)
         try:
-            found, _ = scan_sync(queue, flt, after_id=trigger.after_id or 0, first_only=True)
+            found, _ = scan_sync(
+                queue, trigger.webhook_filter, after_id=trigger.after_id or 0, first_only=True
+            )
         finally:
             queue.close()
         return found[0].to_dict() if found else None
@@ -213,7 +206,7 @@ class IterableWebhookSensor(BaseSensorOperator):
         """Check the matched event against the expectations and return what goes to XCom."""
         payload = event.get("payload")
         for path in self.expected_fields or ():
-            if lookup_path(payload, path) is _MISSING:
+            if lookup_path(payload, path) is MISSING:
                 raise AirflowFailException(
                     f"Webhook event {event.get('id')} lacks the expected field {path!r} "
                     f"(expected_fields={self.expected_fields!r})"
@@ -233,7 +226,7 @@ class IterableWebhookSensor(BaseSensorOperator):
             "Webhook event %s matched (%s %s).", event.get("id"), event.get("kind"), event.get("event_name")
         )
         if self.xcom_fields is not None:
-            return _pick_fields(event, self.xcom_fields)
+            return pick_paths(event, self.xcom_fields)
         return event
 
     def poke(self, context: Context) -> PokeReturnValue:
@@ -261,7 +254,9 @@ class IterableWebhookSensor(BaseSensorOperator):
         """
         if not self.deferrable:
             return super().execute(context)
-        trigger = self.build_trigger(context)
+        # The deadline travels in the trigger's arguments: Airflow's triggerer enforces the
+        # deferral timeout, but dag.test() runs the trigger itself and enforces none.
+        trigger = self.build_trigger(context, deadline=self._deadline())
         try:
             event = self._check_once(trigger)
         except QueueUnavailableError as exc:
@@ -271,7 +266,10 @@ class IterableWebhookSensor(BaseSensorOperator):
         if event is not None:
             return self._result(event)
         self.log.info(
-            "Waiting for an Iterable webhook (%s) received since %s.", _describe(trigger), trigger.since
+            "Waiting for an Iterable webhook (%s) received since %s (deadline %s).",
+            _describe(trigger),
+            trigger.since,
+            trigger.deadline or "none",
         )
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
 
@@ -280,7 +278,14 @@ class IterableWebhookSensor(BaseSensorOperator):
 
         :param context: The task's context.
         :param event: The trigger event's payload.
+        :raises AirflowSensorTimeout: when the trigger reached the deadline first (with
+            ``soft_fail``, Airflow skips the task instead).
         """
+        if event and event.get("status") == "timeout":
+            raise AirflowSensorTimeout(
+                f"No matching Iterable webhook arrived within the sensor's timeout of {self.timeout} s "
+                f"(deadline {event.get('deadline')})."
+            )
         if not event or event.get("status") != "success" or not isinstance(event.get("event"), dict):
             message = (event or {}).get("message", "no event")
             raise AirflowException(f"The Iterable webhook trigger ended without an event: {message}")
@@ -310,7 +315,9 @@ class IterableSystemWebhookSensor(IterableWebhookSensor):
 
     def __init__(self, *, event_name: str, **kwargs: Any) -> None:
         if "kind" in kwargs:
-            raise ValueError("IterableSystemWebhookSensor always waits for kind='system'; do not pass kind")
+            raise IterableConfigError(
+                "IterableSystemWebhookSensor always waits for kind='system'; do not pass kind"
+            )
         super().__init__(event_name=event_name, kind="system", **kwargs)
 
 
@@ -325,7 +332,7 @@ class IterableWorkflowWebhookSensor(IterableWebhookSensor):
 
     def __init__(self, *, workflow_id: int | str, **kwargs: Any) -> None:
         if "kind" in kwargs:
-            raise ValueError(
+            raise IterableConfigError(
                 "IterableWorkflowWebhookSensor always waits for kind='journey'; do not pass kind"
             )
         super().__init__(workflow_id=workflow_id, kind="journey", **kwargs)

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from airflow_provider_iterable.event_queue import AsyncEventReader, EventQueue
+from airflow_provider_iterable.event_queue import AsyncEventReader, EventQueue, WebhookFilter
 from tests.event_queue import _workers
 from tests.event_queue.conftest import make_event
 
@@ -71,7 +71,7 @@ async def _read_everything(url: str, expected: int, deadline: float) -> list[int
     try:
         while len(seen) < expected and time.monotonic() < deadline:
             page = await reader.fetch(
-                after_id=last, conn_id="iterable_default", event_name="emailOpen", limit=500
+                WebhookFilter(conn_id="iterable_default", event_name="emailOpen"), after_id=last, limit=500
             )
             if page:
                 seen += [e.id for e in page]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_iterable.event_queue import AsyncEventReader, EventQueue
+from airflow_provider_iterable.event_queue import AsyncEventReader, EventQueue, WebhookFilter
 from airflow_provider_iterable.event_queue import reader as reader_module
 from tests.event_queue.conftest import Clock, make_event
 
@@ -37,26 +37,27 @@ def test_async_fetch_answers_as_the_sync_fetch(queue: EventQueue, queue_url: str
             dedupe_window_seconds=60,
         )
         clock.advance(seconds=30)
-    filters: list[dict[str, Any]] = [
-        {},
-        {"after_id": 4, "limit": 3},
-        {"conn_id": "iterable_default", "event_name": "emailOpen"},
-        {"conn_id": "iterable_default", "kind": "system", "event_name": "emailSend"},
-        {"kind": "journey"},
-        {"workflow_id": 5},
-        {"received_since": clock.now.replace(minute=clock.now.minute - 3)},
-        {"received_since": clock.now.replace(minute=clock.now.minute - 3), "conn_id": "iterable_default"},
-        {"conn_id": "nope"},
+    since = clock.now.replace(minute=clock.now.minute - 3)
+    cases: list[tuple[WebhookFilter, dict[str, Any]]] = [
+        (WebhookFilter(), {}),
+        (WebhookFilter(), {"after_id": 4, "limit": 3}),
+        (WebhookFilter(conn_id="iterable_default", event_name="emailOpen"), {}),
+        (WebhookFilter(conn_id="iterable_default", kind="system", event_name="emailSend"), {}),
+        (WebhookFilter(kind="journey"), {}),
+        (WebhookFilter(workflow_id=5), {}),
+        (WebhookFilter(since=since), {}),
+        (WebhookFilter(since=since, conn_id="iterable_default"), {}),
+        (WebhookFilter(conn_id="nope"), {}),
     ]
 
     async def scenario() -> list[list[Any]]:
         async with AsyncEventReader(queue_url) as reader:
             assert await reader.head_id() == queue.head_id()
-            return [await reader.fetch(**f) for f in filters]
+            return [await reader.fetch(where, **paging) for where, paging in cases]
 
     answers = run(scenario)
-    for f, got in zip(filters, answers, strict=True):
-        assert got == queue.fetch(**f), f
+    for (where, paging), got in zip(cases, answers, strict=True):
+        assert got == queue.fetch(where, **paging), (where, paging)
     assert any(answers) and answers[-1] == []
 
 
@@ -88,8 +89,8 @@ def test_async_fetch_rejects_bad_arguments(queue_url: str) -> None:
         async with AsyncEventReader(queue_url) as reader:
             with pytest.raises(ValueError, match="limit"):
                 await reader.fetch(limit=0)
-            with pytest.raises(ValueError, match="received_since"):
-                await reader.fetch(received_since=datetime(2026, 1, 1))
+            with pytest.raises(ValueError, match="since"):
+                await reader.fetch(WebhookFilter(since=datetime(2026, 1, 1)))
             with pytest.raises(ValueError, match="timeout"):
                 await reader.wait_for_insert(-1)
 
@@ -243,14 +244,23 @@ def _loop_stays_responsive(url: str, caplog: pytest.LogCaptureFixture, *, reader
             since = datetime(2026, 1, 1, 6, tzinfo=timezone.utc)
             for i in range(rounds):
                 # What triggers ask: nothing matching from far back, the newest rows, a window.
-                assert await reader.fetch(conn_id="iterable_default", event_name="noSuchEvent") == []
-                assert await reader.fetch(conn_id="iterable_default", kind="journey", event_name="x") == []
-                assert await reader.fetch(workflow_id=424242) == []
+                assert (
+                    await reader.fetch(WebhookFilter(conn_id="iterable_default", event_name="noSuchEvent"))
+                    == []
+                )
+                assert (
+                    await reader.fetch(
+                        WebhookFilter(conn_id="iterable_default", kind="journey", event_name="x")
+                    )
+                    == []
+                )
+                assert await reader.fetch(WebhookFilter(workflow_id=424242)) == []
                 page = await reader.fetch(
-                    after_id=head - 50, conn_id="iterable_default", event_name="emailOpen"
+                    WebhookFilter(conn_id="iterable_default", event_name="emailOpen"), after_id=head - 50
                 )
                 assert len(page) == 10
-                assert len(await reader.fetch(received_since=since, event_name="emailOpen", limit=100)) == 100
+                opened_since = WebhookFilter(since=since, event_name="emailOpen")
+                assert len(await reader.fetch(opened_since, limit=100)) == 100
                 assert await reader.head_id() == head
                 if i == 0:
                     await reader.set_cursor(f"watcher-{n}", head)
@@ -318,28 +328,32 @@ def test_polls_of_a_million_row_queue_cost_what_they_return(million_row_queue: s
         async with AsyncEventReader(million_row_queue) as reader:
             head = await reader.head_id()
             assert head == 1_000_000
-            cases: dict[str, dict[str, Any]] = {
-                "no match by name": {"conn_id": "iterable_default", "event_name": "noSuchEvent"},
-                "no match by kind and name": {
-                    "conn_id": "iterable_default",
-                    "kind": "journey",
-                    "event_name": "x",
-                },
-                "no match by journey": {"workflow_id": 424242},
-                "new rows after the cursor": {"after_id": head - 100, "conn_id": "iterable_default"},
-                "window of the last hour": {
-                    "received_since": datetime(2026, 1, 12, 12, 46, tzinfo=timezone.utc),
-                    "conn_id": "iterable_default",
-                    "event_name": "noSuchEvent",
-                },
+            cases: dict[str, tuple[WebhookFilter, int]] = {
+                "no match by name": (WebhookFilter(conn_id="iterable_default", event_name="noSuchEvent"), 0),
+                "no match by kind and name": (
+                    WebhookFilter(conn_id="iterable_default", kind="journey", event_name="x"),
+                    0,
+                ),
+                "no match by journey": (WebhookFilter(workflow_id=424242), 0),
+                "new rows after the cursor": (WebhookFilter(conn_id="iterable_default"), head - 100),
+                "window of the last hour": (
+                    WebhookFilter(
+                        since=datetime(2026, 1, 12, 12, 46, tzinfo=timezone.utc),
+                        conn_id="iterable_default",
+                        event_name="noSuchEvent",
+                    ),
+                    0,
+                ),
             }
             # The baseline: an unknown connection read from the start walks the whole table.
-            cases["baseline: full scan"] = {"conn_id": "unknown-connection"}
-            for name, filters in cases.items():
-                assert await reader.fetch(**filters) == [] or "after" in name  # warms the cache
+            cases["baseline: full scan"] = (WebhookFilter(conn_id="unknown-connection"), 0)
+            for name, (where, after_id) in cases.items():
+                assert (
+                    await reader.fetch(where, after_id=after_id) == [] or "after" in name
+                )  # warms the cache
                 started = time.perf_counter()
                 for _ in range(5):
-                    await reader.fetch(**filters)
+                    await reader.fetch(where, after_id=after_id)
                 timings[name] = (time.perf_counter() - started) / 5
         return timings
 

@@ -6,12 +6,19 @@ import logging
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from airflow_provider_iterable.event_queue import EventQueue, NewEvent, QueueUnavailableError, StoredEvent
-from airflow_provider_iterable.event_queue._common import network_filesystem, notice_backend
+from airflow_provider_iterable.event_queue import (
+    EventQueue,
+    NewEvent,
+    QueueUnavailableError,
+    StoredEvent,
+    WebhookFilter,
+)
+from airflow_provider_iterable.event_queue.notice import network_filesystem, notice_backend
 from airflow_provider_iterable.event_queue.schema import SCHEMA_VERSION, normalize_url
 from tests.event_queue.conftest import Clock, make_event
 
@@ -84,9 +91,9 @@ def test_fetch_filters_combine(queue: EventQueue, clock: Clock) -> None:
         ids[name] = queue.append(event, dedupe_window_seconds=60)[0]
         clock.advance(minutes=1)
 
-    def fetched(**filters: object) -> list[str]:
+    def fetched(*, after_id: int = 0, limit: int = 1000, **filters: Any) -> list[str]:
         by_id = {v: k for k, v in ids.items()}
-        return [by_id[e.id] for e in queue.fetch(**filters)]  # type: ignore[arg-type]
+        return [by_id[e.id] for e in queue.fetch(WebhookFilter(**filters), after_id=after_id, limit=limit)]
 
     assert fetched(conn_id="iterable_default", event_name="emailOpen") == ["open", "journey_named"]
     assert fetched(conn_id="iterable_default", kind="system", event_name="emailOpen") == ["open"]
@@ -97,11 +104,11 @@ def test_fetch_filters_combine(queue: EventQueue, clock: Clock) -> None:
     assert fetched(event_name="emailSend") == ["send", "sys_wf"]
     assert fetched(conn_id="iterable_default", event_name="nope") == []
     start = clock.now - timedelta(minutes=6)
-    assert fetched(received_since=start + timedelta(minutes=3)) == ["journey", "journey_named", "sys_wf"]
+    assert fetched(since=start + timedelta(minutes=3)) == ["journey", "journey_named", "sys_wf"]
     assert fetched(
-        received_since=start + timedelta(minutes=3), conn_id="iterable_default", event_name="emailOpen"
+        since=start + timedelta(minutes=3), conn_id="iterable_default", event_name="emailOpen"
     ) == ["journey_named"]
-    assert fetched(received_since=clock.now) == []
+    assert fetched(since=clock.now) == []
     assert fetched(after_id=ids["journey"], workflow_id=7) == ["sys_wf"]
     assert fetched(after_id=ids["open"], conn_id="iterable_default", event_name="emailOpen", limit=1) == [
         "journey_named"
@@ -119,15 +126,16 @@ def test_fetch_filters_combine(queue: EventQueue, clock: Clock) -> None:
         ({"event_name": 5}, "event_name"),
     ],
 )
-def test_fetch_rejects_bad_arguments(tmp_path: Path, filters: dict[str, object], message: str) -> None:
+def test_fetch_rejects_bad_arguments(tmp_path: Path, filters: dict[str, Any], message: str) -> None:
     queue = EventQueue(f"sqlite:///{tmp_path / 'q.db'}")
+    paging = {name: filters.pop(name) for name in ("after_id", "limit") if name in filters}
     with pytest.raises(ValueError, match=message):
-        queue.fetch(**filters)  # type: ignore[arg-type]
+        queue.fetch(WebhookFilter(**filters), **paging)
 
 
-def test_fetch_rejects_a_naive_received_since(queue: EventQueue, clock: Clock) -> None:
-    with pytest.raises(ValueError, match="received_since"):
-        queue.fetch(received_since=clock.now.replace(tzinfo=None))
+def test_fetch_rejects_a_naive_since(queue: EventQueue, clock: Clock) -> None:
+    with pytest.raises(ValueError, match="since"):
+        queue.fetch(WebhookFilter(since=clock.now.replace(tzinfo=None)))
 
 
 @pytest.mark.parametrize(
@@ -294,9 +302,9 @@ def test_a_stale_cursor_stops_holding_events_back(
 def test_purge_defaults_to_config_and_runs_in_batches(
     queue: EventQueue, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow_provider_iterable.event_queue import store
+    from airflow_provider_iterable.event_queue import retention
 
-    monkeypatch.setattr(store, "PURGE_BATCH", 7)  # several transactions for 30 rows
+    monkeypatch.setattr(retention, "PURGE_BATCH", 7)  # several transactions for 30 rows
     monkeypatch.setenv("AIRFLOW__ITERABLE__WEBHOOK_RETENTION_DAYS", "2")
     clock.advance(days=-3)
     queue.append_many([make_event() for _ in range(30)], dedupe_window_seconds=60)
@@ -474,3 +482,24 @@ def test_append_many_keeps_optional_columns_and_large_numbers(queue: EventQueue)
         "u-1",
         "a@example.com",
     )
+
+
+def test_a_lock_error_is_told_by_sqlites_error_code(tmp_path: Path) -> None:
+    from airflow_provider_iterable.event_queue.errors import sqlite_lock_error
+
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    try:
+        holder.execute("CREATE TABLE t (x)")
+        holder.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(sqlite3.OperationalError) as locked:
+            other.execute("INSERT INTO t VALUES (1)")
+        assert sqlite_lock_error(locked.value)
+        holder.execute("ROLLBACK")
+        with pytest.raises(sqlite3.OperationalError) as other_error:
+            other.execute("SELECT * FROM no_such_table")
+        assert not sqlite_lock_error(other_error.value)
+    finally:
+        holder.close()
+        other.close()

@@ -10,7 +10,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    TaskDeferred,
+)
 
 from airflow_provider_iterable.event_queue import EventQueue
 from airflow_provider_iterable.sensors import (
@@ -60,6 +66,25 @@ def test_defers_by_default_with_the_run_start_window_and_the_timeout(
     assert kwargs["since"] == start.isoformat()
     assert kwargs["mode"] == "sensor"
     assert IterableWebhookTrigger(**kwargs).serialize()[1] == kwargs
+
+
+def test_the_deferred_trigger_carries_the_timeout_as_a_deadline(queue: EventQueue, queue_url: str) -> None:
+    sensor = IterableWebhookSensor(task_id="wait", event_name="emailOpen", timeout=120, queue_url=queue_url)
+    before = datetime.now(timezone.utc)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context_at(before))
+    deadline = datetime.fromisoformat(deferred.value.trigger.serialize()[1]["deadline"])
+    assert before + timedelta(seconds=120) <= deadline <= datetime.now(timezone.utc) + timedelta(seconds=120)
+
+
+def test_a_timeout_event_fails_the_sensor_and_soft_fail_skips_it() -> None:
+    timed_out = {"event": {"status": "timeout", "deadline": "2026-11-27T03:00:00+00:00"}}
+    sensor = IterableWebhookSensor(task_id="wait", timeout=60)
+    with pytest.raises(AirflowSensorTimeout, match="timeout of 60"):
+        sensor.resume_execution("execute_complete", timed_out, {})
+    soft = IterableWebhookSensor(task_id="soft", timeout=60, soft_fail=True)
+    with pytest.raises(AirflowSkipException):
+        soft.resume_execution("execute_complete", timed_out, {})
 
 
 def test_an_event_already_there_completes_without_deferring(queue: EventQueue, queue_url: str) -> None:

@@ -26,7 +26,7 @@ import pytest
 
 from airflow_provider_iterable.event_queue import EventQueue
 from airflow_provider_iterable.triggers import IterableWebhookTrigger
-from airflow_provider_iterable.triggers.webhook import CURSOR_KEY_PREFIX
+from airflow_provider_iterable.triggers.watcher_cursor import CURSOR_KEY_PREFIX
 from tests.conftest import REPO_ROOT
 
 SECRET = "r15-secret"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -12,15 +13,12 @@ from typing import Any
 import pytest
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from airflow_provider_iterable.event_queue import EventQueue
+from airflow_provider_iterable._values import lookup_path
+from airflow_provider_iterable.event_queue import EventQueue, WebhookFilter
+from airflow_provider_iterable.event_queue.filters import values_match
 from airflow_provider_iterable.triggers import IterableWebhookTrigger
-from airflow_provider_iterable.triggers.webhook import (
-    CURSOR_KEY_PREFIX,
-    WebhookFilter,
-    default_consumer_name,
-    lookup_path,
-    values_match,
-)
+from airflow_provider_iterable.triggers.shared_stream import QueueStreamProducer, StreamStart
+from airflow_provider_iterable.triggers.watcher_cursor import CURSOR_KEY_PREFIX, default_consumer_name
 from tests.triggers.helpers import InMemoryAssetStore, SharedStreamDriver, new_event, wait_until
 
 CLASSPATH = "airflow_provider_iterable.triggers.webhook.IterableWebhookTrigger"
@@ -127,6 +125,7 @@ def test_no_secret_in_kwargs_or_repr(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"mode": "consume"}, "mode"),
         ({"consumer": " "}, "consumer"),
         ({"queue_url": ""}, "queue_url"),
+        ({"deadline": "tomorrow"}, "deadline"),
     ],
 )
 def test_bad_arguments_name_the_parameter(kwargs: dict[str, Any], parameter: str) -> None:
@@ -267,6 +266,74 @@ def test_a_failing_poll_is_retried_and_never_ends_the_trigger(tmp_path: Path) ->
         return await waiter
 
     assert run(scenario())["id"] == 1
+
+
+def test_a_deadline_travels_in_the_kwargs_only_when_set() -> None:
+    deadline = "2026-11-27T03:00:00+00:00"
+    trigger = IterableWebhookTrigger(event_name="emailOpen", mode="sensor", deadline=deadline)
+    _, kwargs = trigger.serialize()
+    assert kwargs["deadline"] == deadline
+    assert IterableWebhookTrigger(**kwargs).serialize()[1] == kwargs  # a restarted triggerer keeps it
+    assert "deadline" not in IterableWebhookTrigger(event_name="emailOpen").serialize()[1]
+
+
+def test_a_sensor_stops_waiting_at_its_deadline(queue: EventQueue, queue_url: str) -> None:
+    """Standalone run(), as under dag.test(): no match by the deadline means a timeout event."""
+    since = datetime.now(timezone.utc).isoformat()
+    deadline = (datetime.now(timezone.utc) + timedelta(seconds=1.5)).isoformat()
+    trigger = IterableWebhookTrigger(
+        queue_url=queue_url, event_name="emailOpen", since=since, deadline=deadline
+    )
+
+    async def scenario() -> tuple[Any, float]:
+        started = time.monotonic()
+        gen = trigger.run()
+        try:
+            event = await asyncio.wait_for(gen.__anext__(), 10)
+        finally:
+            await gen.aclose()
+        return event.payload, time.monotonic() - started
+
+    queue.append(new_event(event_name="emailClick"))
+    payload, waited = run(scenario())
+    assert payload == {"status": "timeout", "deadline": deadline}
+    assert 1.0 <= waited < 5
+
+
+def test_a_match_before_the_deadline_wins(queue: EventQueue, queue_url: str) -> None:
+    since = datetime.now(timezone.utc).isoformat()
+    deadline = (datetime.now(timezone.utc) + timedelta(seconds=30)).isoformat()
+    trigger = IterableWebhookTrigger(
+        queue_url=queue_url, event_name="emailOpen", since=since, deadline=deadline
+    )
+    stored, _ = queue.append(new_event(event_name="emailOpen"))
+    assert run(next_event(trigger))["id"] == stored
+
+
+def test_a_shared_stream_sensor_stops_waiting_at_its_deadline(queue: EventQueue, queue_url: str) -> None:
+    async def scenario() -> None:
+        driver = SharedStreamDriver()
+        try:
+            since = datetime.now(timezone.utc).isoformat()
+            soon = (datetime.now(timezone.utc) + timedelta(seconds=1)).isoformat()
+            later = (datetime.now(timezone.utc) + timedelta(seconds=60)).isoformat()
+            ending = driver.start(IterableWebhookTrigger(queue_url=queue_url, since=since, deadline=soon))
+            waiting = driver.start(
+                IterableWebhookTrigger(
+                    queue_url=queue_url, since=since, deadline=later, event_name="emailOpen"
+                )
+            )
+            await asyncio.wait_for(driver.tasks[ending], 10)  # the trigger ended by itself
+            assert [e.payload for e in driver.events[ending]] == [{"status": "timeout", "deadline": soon}]
+            # The other sensor on the same stream still waits, and still wakes.
+            assert not driver.tasks[waiting].done()
+            stored, _ = await asyncio.to_thread(queue.append, new_event(event_name="emailOpen"))
+            assert await wait_until(lambda: bool(driver.events[waiting]), 5)
+            assert driver.events[waiting][0].payload["event"]["id"] == stored
+        finally:
+            await driver.close()
+
+    run(scenario())
 
 
 # -- watcher mode, standalone loop ---------------------------------------------------------------
@@ -523,7 +590,8 @@ def test_shared_watcher_advances_its_cursor_only_after_airflow_persisted(
             assert queue.get_cursor(trigger.consumer_name) == 1
             driver.confirm()
             assert await wait_until(lambda: store.values.get(key) == 4, 5)
-            assert queue.get_cursor(trigger.consumer_name) == 4
+            # Mirrored to the queue right after the asset state store.
+            assert await wait_until(lambda: queue.get_cursor(trigger.consumer_name) == 4, 5)
             await asyncio.sleep(0.5)
             assert len(driver.events[tid]) == 2  # idle: no re-firing
             # Event 5 is handed to Airflow but never confirmed stored (a crash before the persist).
@@ -549,6 +617,80 @@ def test_shared_watcher_advances_its_cursor_only_after_airflow_persisted(
             await driver.close()
 
     run(scenario())
+
+
+def test_shared_stream_key_changes_no_argument() -> None:
+    """Choosing a stream resolves ``mode="auto"`` without writing it back into the arguments."""
+    watcher = IterableWebhookTrigger(event_name="emailOpen")
+    watcher.asset_state_store = InMemoryAssetStore()
+    sensor = IterableWebhookTrigger(event_name="emailOpen")
+    before = watcher.serialize()
+    assert watcher.shared_stream_key() != sensor.shared_stream_key()
+    assert watcher.serialize() == before == sensor.serialize()
+    assert watcher.mode == sensor.mode == "auto"
+
+
+def test_a_sensor_with_a_watchers_filters_never_moves_the_watchers_cursor(
+    queue: EventQueue, queue_url: str
+) -> None:
+    """An "auto" trigger deferred by a task has the same arguments as a watcher with its filters.
+
+    Its stream's producer is built from those arguments alone; only a watcher that joined the
+    stream (through its first item) gives the stream a cursor to move.
+    """
+    queue.append(new_event(event_name="emailOpen"))
+    consumer = IterableWebhookTrigger(queue_url=queue_url, event_name="emailOpen").consumer_name
+    queue.set_cursor(consumer, 1)
+
+    async def scenario() -> None:
+        driver = SharedStreamDriver()
+        try:
+            since = datetime.now(timezone.utc).isoformat()
+            tid = driver.start(
+                IterableWebhookTrigger(queue_url=queue_url, event_name="emailOpen", since=since)
+            )
+            await asyncio.sleep(0.5)
+            stored, _ = await asyncio.to_thread(queue.append, new_event(event_name="emailOpen"))
+            assert await wait_until(lambda: bool(driver.events[tid]), 5)
+            assert driver.events[tid][0].payload["event"]["id"] == stored
+            driver.confirm()
+            await asyncio.sleep(0.5)
+        finally:
+            await driver.close()
+
+    run(scenario())
+    assert queue.get_cursor(consumer) == 1
+
+
+@pytest.mark.parametrize("role", ["sensor", "watcher"])
+def test_a_stream_goes_on_once_its_first_trigger_joins(queue: EventQueue, queue_url: str, role: str) -> None:
+    """The producer waits for no acknowledgement: joining through the first item is enough.
+
+    A sensor that fires on the first item may wait a while for Airflow to confirm its event
+    stored; the stream must not wait with it.
+    """
+    queue.append(new_event(event_name="emailOpen"))
+    queue.set_cursor("c1", 0)
+    producer = QueueStreamProducer(IterableWebhookTrigger(queue_url=queue_url, consumer="c1").serialize()[1])
+
+    async def scenario() -> list[int]:
+        stream = producer.open_stream()
+        try:
+            start, payload = await asyncio.wait_for(anext(stream), 10)
+            assert isinstance(start, StreamStart) and payload is start and start.head == 1
+            if role == "sensor":
+                start.join_as_sensor()
+            else:
+                start.join_as_watcher("c1", None)
+            await asyncio.to_thread(queue.append, new_event(event_name="emailOpen"))
+            first, _ = await asyncio.wait_for(anext(stream), 10)
+            return [first.id]
+        finally:
+            await stream.aclose()
+            await producer.aclose()
+
+    # A sensor goes on from the head; a watcher resumes at its cursor (0: the history too).
+    assert run(scenario()) == ([2] if role == "sensor" else [1])
 
 
 def test_webhook_filter_matches_raw_stream_events_like_the_sql_filters(queue: EventQueue) -> None:
