@@ -33,7 +33,7 @@ docs: install
 	$(VENV)/bin/sphinx-build -b html -E -a -W --keep-going -n -q docs/api build/api
 
 ## The whole suite: lint, types, the API reference, and every test (slow reliability tests included).
-test: lint
+test: lint docs
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
 ## The quick subset for local iteration.

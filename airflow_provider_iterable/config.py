@@ -48,6 +48,16 @@ def queue_url() -> str:
     return _conf_get("queue_url") or default_queue_url()
 
 
+def sync_state_url() -> str:
+    """Return the SQLAlchemy URL of the provider's state database (``[iterable] sync_state_url``).
+
+    It holds the syncs' fingerprints and the runs table; by default it is the event queue's
+    database, so a deployment that moved the queue to PostgreSQL for several machines has its
+    sync state there too.
+    """
+    return _conf_get("sync_state_url") or queue_url()
+
+
 def _positive_number(key: str, default: float, *, minimum: float = 0) -> float:
     raw = _conf_get(key)
     if raw is None:

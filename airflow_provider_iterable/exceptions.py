@@ -28,6 +28,7 @@ __all__ = [
     "IterableOutcomeUnknownError",
     "IterableRateLimitError",
     "QueueUnavailableError",
+    "StateUnavailableError",
     "WebhookRejectedError",
     "WriterProcessError",
 ]
@@ -246,3 +247,11 @@ _EMAIL_LOCAL_PART = re.compile(r"[^\s@\"'<>()\[\]{},;:/\\]+(?=@)")
 def _mask_email_addresses(text: str) -> str:
     """Return ``text`` with the local part of every e-mail address replaced by ``***``."""
     return _EMAIL_LOCAL_PART.sub("***", text)
+
+
+class StateUnavailableError(IterableError):
+    """The provider's state database (sync fingerprints, the runs table) cannot be read or written now.
+
+    A later task try may well succeed (a restarting database, a lock held too long), so it is not
+    an ``AirflowFailException``.
+    """

@@ -101,14 +101,26 @@ def get_provider_info() -> dict[str, Any]:
         # entry point only: listed here too, Airflow would load it twice and warn.
         "config": {
             "iterable": {
-                "description": "Iterable webhook receiver and event queue. The receiver and the "
-                "triggerer read the same section, so they find the same queue.",
+                "description": "Iterable webhook receiver, event queue and state database. The "
+                "receiver, the triggerer and the workers read the same section, so they find the "
+                "same queue and state.",
                 "options": {
                     "queue_url": {
                         "description": "SQLAlchemy URL of the webhook event queue. Empty: a SQLite "
                         "file iterable_webhooks.db in AIRFLOW_HOME, which serves one host only. Use "
                         "postgresql+psycopg://... when receivers and triggerers run on several machines.",
                         "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "postgresql+psycopg://airflow:***@db:5432/iterable",
+                        "default": "",
+                        "sensitive": True,
+                    },
+                    "sync_state_url": {
+                        "description": "SQLAlchemy URL of the provider's state database: the "
+                        "fingerprints of what each sync sent and the runs of syncs and exports. Empty: "
+                        "the event queue's database (queue_url). Use PostgreSQL when sync tasks run on "
+                        "several machines, so every worker sees the same state.",
+                        "version_added": "0.2.0",
                         "type": "string",
                         "example": "postgresql+psycopg://airflow:***@db:5432/iterable",
                         "default": "",
