@@ -27,6 +27,7 @@ __all__ = [
     "IterableNotFoundError",
     "IterableOutcomeUnknownError",
     "IterableRateLimitError",
+    "IterableTaskFailedError",
     "QueueUnavailableError",
     "StateUnavailableError",
     "WebhookRejectedError",
@@ -254,4 +255,13 @@ class StateUnavailableError(IterableError):
 
     A later task try may well succeed (a restarting database, a lock held too long), so it is not
     an ``AirflowFailException``.
+    """
+
+
+class IterableTaskFailedError(IterableError, AirflowFailException):
+    """Fail the task at once: trying it again cannot fix what happened, or must not repeat it.
+
+    Raised by operators and sensors: Iterable refused a request (a 4xx other than 429), records
+    were rejected after the whole input was sent, a call's outcome is unknown, a matched webhook
+    payload cannot serve the downstream tasks.
     """

@@ -22,7 +22,6 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_iterable._values import (
     as_utc_datetime,
@@ -36,6 +35,7 @@ from airflow_provider_iterable.exceptions import (
     IterableConfigError,
     IterableOutcomeUnknownError,
     IterableRateLimitError,
+    IterableTaskFailedError,
 )
 from airflow_provider_iterable.hooks.iterable import IterableHook
 
@@ -67,18 +67,18 @@ class IterableBaseOperator(BaseOperator):
         try:
             yield
         except IterableOutcomeUnknownError as exc:
-            raise AirflowFailException(
+            raise IterableTaskFailedError(
                 f"Outcome unknown while {action}; not retried so nothing is sent twice: {exc}"
             ) from exc
         except IterableConfigError as exc:
-            raise AirflowFailException(
+            raise IterableTaskFailedError(
                 f"Connection {self.iterable_conn_id!r} cannot be used ({action}): {exc}"
             ) from exc
         except IterableRateLimitError:
             raise  # 429 after the hook's retries: a later task try may well succeed
         except IterableApiError as exc:
             if exc.status < 500:
-                raise AirflowFailException(f"Iterable refused the request ({action}): {exc}") from exc
+                raise IterableTaskFailedError(f"Iterable refused the request ({action}): {exc}") from exc
             raise
 
 

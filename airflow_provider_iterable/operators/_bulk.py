@@ -13,8 +13,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from airflow.sdk import Context
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_iterable.exceptions import IterableTaskFailedError
 from airflow_provider_iterable.operators._base import IterableBaseOperator, fail
 from airflow_provider_iterable.operators._batches import (
     DEFAULT_BATCH_SIZE,
@@ -193,6 +193,6 @@ class IterableBulkBaseOperator(IterableBaseOperator):
                 ti = context.get("ti")
                 if ti is not None:
                     ti.xcom_push(key="return_value", value=result)
-                raise AirflowFailException(message)
+                raise IterableTaskFailedError(message)
             self.log.warning("%s", message)
         return result

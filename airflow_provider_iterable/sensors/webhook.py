@@ -8,13 +8,13 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context
 from airflow.sdk.bases.sensor import PokeReturnValue
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from airflow_provider_iterable._values import KINDS, MISSING, lookup_path, pick_paths
 from airflow_provider_iterable.event_queue import EventQueue, QueueUnavailableError
 from airflow_provider_iterable.event_queue.filters import parse_since
 from airflow_provider_iterable.event_queue.scan import scan_sync
-from airflow_provider_iterable.exceptions import IterableConfigError
+from airflow_provider_iterable.exceptions import IterableConfigError, IterableTaskFailedError
 from airflow_provider_iterable.triggers.polling import DEFAULT_POLL_INTERVAL
 from airflow_provider_iterable.triggers.webhook import IterableWebhookTrigger
 
@@ -207,7 +207,7 @@ class IterableWebhookSensor(BaseSensorOperator):
         payload = event.get("payload")
         for path in self.expected_fields or ():
             if lookup_path(payload, path) is MISSING:
-                raise AirflowFailException(
+                raise IterableTaskFailedError(
                     f"Webhook event {event.get('id')} lacks the expected field {path!r} "
                     f"(expected_fields={self.expected_fields!r})"
                 )
@@ -218,7 +218,7 @@ class IterableWebhookSensor(BaseSensorOperator):
             error = jsonschema.exceptions.best_match(validator_cls(self.payload_schema).iter_errors(payload))
             if error is not None:
                 where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-                raise AirflowFailException(
+                raise IterableTaskFailedError(
                     f"Webhook event {event.get('id')} does not satisfy payload_schema at {where}: "
                     f"{error.message}"
                 )

@@ -14,6 +14,7 @@ import pytest
 from airflow.sdk import DAG, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_iterable.exceptions import IterableTaskFailedError
 from airflow_provider_iterable.operators import IterableBulkUpsertUsersOperator
 from tests.operators.conftest import START, states, xcom
 
@@ -229,7 +230,7 @@ def test_refused_batch_stops_the_load_with_what_was_sent(simulator: Any) -> None
     with pytest.raises(Exception, match=r"sending users 1001-2000 of 5000 \(batch 2\)") as info:
         op.execute({})  # type: ignore[arg-type]
 
-    assert type(info.value).__name__ == "AirflowFailException"
+    assert isinstance(info.value, IterableTaskFailedError)  # an AirflowFailException: no task retry
     assert len(simulator.requests_for(BULK)) == 2  # nothing after the refused batch
 
 
