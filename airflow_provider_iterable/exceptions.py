@@ -1,9 +1,9 @@
 """Exceptions raised by the Iterable provider.
 
-Every exception the provider raises derives from :class:`IterableError`. Those a task retry
-cannot fix (a bad argument or connection, a call whose outcome is unknown and must not be
-repeated) are also Airflow's :class:`~airflow.sdk.exceptions.AirflowFailException`, so Airflow
-fails the task at once instead of retrying it.
+Every exception the provider raises derives from :class:`IterableError`. Importing this module
+imports nothing of Airflow, so the event queue, the receiver's writer process and the simulator
+stay light; the exceptions that fail an Airflow task at once (``AirflowFailException``
+subclasses) are in :mod:`airflow_provider_iterable.failures`.
 
 None of them ever carries the API key: the hook builds their messages from the endpoint
 template, the HTTP status and Iterable's own ``code``/``msg``, never from request headers.
@@ -15,8 +15,6 @@ import json
 import re
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
 __all__ = [
     "ConnectionLookupError",
     "IterableApiError",
@@ -27,7 +25,6 @@ __all__ = [
     "IterableNotFoundError",
     "IterableOutcomeUnknownError",
     "IterableRateLimitError",
-    "IterableTaskFailedError",
     "QueueUnavailableError",
     "StateUnavailableError",
     "WebhookRejectedError",
@@ -43,11 +40,12 @@ class IterableError(Exception):
     """Base class of every error raised by the Iterable provider."""
 
 
-class IterableConfigError(IterableError, AirflowFailException, ValueError):
+class IterableConfigError(IterableError, ValueError):
     """Raise when a connection, a setting or an argument is unusable (no API key, unknown region, ...).
 
-    A task retry cannot fix it, so it is an ``AirflowFailException``; it is a :class:`ValueError`
-    too, so callers that validate input generically catch it.
+    It is a :class:`ValueError` too, so callers that validate input generically catch it. In a
+    task, operators and sensors raise it as
+    :class:`~airflow_provider_iterable.failures.IterableArgumentError`, which fails the task at once.
     """
 
 
@@ -143,13 +141,13 @@ class IterableRateLimitError(IterableApiError):
     """Raise when Iterable still answers 429 after the retries, or asks to wait past the deadline."""
 
 
-class IterableOutcomeUnknownError(IterableError, AirflowFailException):
+class IterableOutcomeUnknownError(IterableError):
     """Raise when a call that must not be repeated may or may not have reached Iterable.
 
     ``sms/target``, ``email/target``, ``workflows/triggerWorkflow``, ``POST lists`` and
     ``events/track`` without an ``id`` can send or create twice when repeated, so after a read
-    timeout, a dropped connection or a 5xx the hook stops and says so instead of retrying. A task
-    retry would repeat it too, so it is an ``AirflowFailException``.
+    timeout, a dropped connection or a 5xx the hook stops and says so instead of retrying; an
+    operator turns it into a task failure without a retry, which would repeat it too.
 
     :param endpoint: the endpoint as ``"METHOD /api/path-template"``.
     :param reason: what happened (``"read timeout after 30 s"``, ``"HTTP 500"``, ...).
@@ -255,13 +253,4 @@ class StateUnavailableError(IterableError):
 
     A later task try may well succeed (a restarting database, a lock held too long), so it is not
     an ``AirflowFailException``.
-    """
-
-
-class IterableTaskFailedError(IterableError, AirflowFailException):
-    """Fail the task at once: trying it again cannot fix what happened, or must not repeat it.
-
-    Raised by operators and sensors: Iterable refused a request (a 4xx other than 429), records
-    were rejected after the whole input was sent, a call's outcome is unknown, a matched webhook
-    payload cannot serve the downstream tasks.
     """

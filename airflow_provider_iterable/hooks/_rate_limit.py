@@ -21,6 +21,7 @@ from typing import Any
 
 from airflow_provider_iterable._values import is_number, json_object
 from airflow_provider_iterable.exceptions import IterableConfigError
+from airflow_provider_iterable.rate_limits import DEFAULT_RATE_LIMITS, UNDOCUMENTED_RATE_LIMIT
 
 __all__ = [
     "DEFAULT_RATE_LIMITS",
@@ -30,34 +31,6 @@ __all__ = [
     "parse_rate_limits",
     "rate_limit_keys",
 ]
-
-#: Iterable's documented limits in requests per second, keyed by ``"METHOD /api/path-template"``.
-#: A per-minute limit is a fraction (5/min is 5 / 60).
-DEFAULT_RATE_LIMITS: Mapping[str, float] = {
-    "POST /api/events/track": 2000.0,
-    "POST /api/users/update": 500.0,
-    "GET /api/users/getByEmail": 100.0,
-    "GET /api/users/{email}": 100.0,
-    "GET /api/users/byUserId": 100.0,
-    "GET /api/users/byUserId/{userId}": 100.0,
-    "DELETE /api/users/{email}": 100.0,
-    "DELETE /api/users/byUserId/{userId}": 100.0,
-    "GET /api/lists": 100.0,
-    "GET /api/channels": 100.0,
-    "GET /api/messageTypes": 100.0,
-    "GET /api/campaigns": 100.0,
-    "POST /api/events/trackBulk": 10.0,
-    "POST /api/users/bulkUpdate": 5.0,
-    "GET /api/users/getFields": 3.0,
-    "POST /api/users/forget": 3.0,
-    "GET /api/lists/getUsers": 5.0 / 60.0,
-    "GET /api/lists/{listId}/size": 5.0 / 60.0,
-    "GET /api/export/data.json": 4.0 / 60.0,
-}
-
-#: Endpoints Iterable documents no limit for (``lists/subscribe``, ``sms/target``, ...) are paced
-#: conservatively at this many requests per second.
-UNDOCUMENTED_RATE_LIMIT = 10.0
 
 _KEY_PATTERN = re.compile(r"^(GET|POST|PUT|PATCH|DELETE|HEAD) (/\S*)$")
 _DISABLED_WORDS = frozenset({"", "none", "null", "off", "unlimited"})

@@ -35,8 +35,8 @@ from airflow_provider_iterable.exceptions import (
     IterableConfigError,
     IterableOutcomeUnknownError,
     IterableRateLimitError,
-    IterableTaskFailedError,
 )
+from airflow_provider_iterable.failures import IterableArgumentError, IterableTaskFailedError, argument_errors
 from airflow_provider_iterable.hooks.iterable import IterableHook
 
 DEFAULT_CONN_ID = "iterable_default"
@@ -84,18 +84,18 @@ class IterableBaseOperator(BaseOperator):
 
 # ---------------------------------------------------------------------------------------------
 # Argument checks. Each runs in execute(), after templates rendered, before any request, and
-# raises IterableConfigError (an AirflowFailException: a task retry cannot fix it) naming the
+# raises IterableArgumentError (an AirflowFailException: a task retry cannot fix it) naming the
 # parameter and what would be right. Each takes the rendered ``value`` and the ``name`` of the
 # parameter it came from (for the message). The checks of plain values are _values.py's.
 # ---------------------------------------------------------------------------------------------
 
 
-def fail(message: str) -> IterableConfigError:
+def fail(message: str) -> IterableArgumentError:
     """Return the exception for an argument or input error (raised by the caller).
 
     :param message: what is wrong and what would be right, naming the parameter.
     """
-    return IterableConfigError(message)
+    return IterableArgumentError(message)
 
 
 def _is_blank(value: Any) -> bool:
@@ -183,7 +183,8 @@ def optional_int_list(value: Any, name: str) -> list[int] | None:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            value = json_list(text, name)
+            with argument_errors():
+                value = json_list(text, name)
         elif text == "":
             return []
         else:
@@ -206,7 +207,8 @@ def optional_bool(value: Any, name: str) -> bool | None:
 
 def optional_dict(value: Any, name: str) -> dict[str, Any] | None:
     """Return a JSON object argument (``data_fields``, ``metadata``); a rendered JSON string is parsed."""
-    out = json_object(value, name)
+    with argument_errors():
+        out = json_object(value, name)
     if out is None:
         return None
     try:
@@ -230,7 +232,8 @@ def epoch_seconds(value: Any, name: str) -> int | None:
         return int(value)
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
-    return int(as_utc_datetime(value, name).timestamp())
+    with argument_errors():
+        return int(as_utc_datetime(value, name).timestamp())
 
 
 def optional_datetime(value: Any, name: str) -> datetime | None:
@@ -239,7 +242,10 @@ def optional_datetime(value: Any, name: str) -> datetime | None:
     :param value: the rendered argument (naive means UTC).
     :param name: the parameter name, for the error message.
     """
-    return None if _is_blank(value) else as_utc_datetime(value, name)
+    if _is_blank(value):
+        return None
+    with argument_errors():
+        return as_utc_datetime(value, name)
 
 
 def check_xcom_fields(value: Any) -> list[str] | None:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from airflow.sdk import Context
 
-from airflow_provider_iterable.exceptions import IterableTaskFailedError
+from airflow_provider_iterable.failures import IterableTaskFailedError
 from airflow_provider_iterable.operators._base import IterableBaseOperator, fail
 from airflow_provider_iterable.operators._batches import (
     DEFAULT_BATCH_SIZE,

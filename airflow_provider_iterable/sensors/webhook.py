@@ -14,7 +14,7 @@ from airflow_provider_iterable._values import KINDS, MISSING, lookup_path, pick_
 from airflow_provider_iterable.event_queue import EventQueue, QueueUnavailableError
 from airflow_provider_iterable.event_queue.filters import parse_since
 from airflow_provider_iterable.event_queue.scan import scan_sync
-from airflow_provider_iterable.exceptions import IterableConfigError, IterableTaskFailedError
+from airflow_provider_iterable.failures import IterableArgumentError, IterableTaskFailedError, argument_errors
 from airflow_provider_iterable.triggers.polling import DEFAULT_POLL_INTERVAL
 from airflow_provider_iterable.triggers.webhook import IterableWebhookTrigger
 
@@ -93,17 +93,17 @@ class IterableWebhookSensor(BaseSensorOperator):
     ) -> None:
         super().__init__(**kwargs)
         if match is not None and not isinstance(match, dict):
-            raise IterableConfigError(
+            raise IterableArgumentError(
                 f"match must be a dict of dotted payload paths to values, got {match!r}"
             )
         for name, paths in (("expected_fields", expected_fields), ("xcom_fields", xcom_fields)):
             if paths is not None and (
                 isinstance(paths, str) or not all(isinstance(p, str) and p for p in paths)
             ):
-                raise IterableConfigError(f"{name} must be a list of dotted paths, got {paths!r}")
+                raise IterableArgumentError(f"{name} must be a list of dotted paths, got {paths!r}")
         if payload_schema is not None:
             if not isinstance(payload_schema, dict):
-                raise IterableConfigError(
+                raise IterableArgumentError(
                     f"payload_schema must be a JSON Schema dict, got {payload_schema!r}"
                 )
             import jsonschema
@@ -111,7 +111,7 @@ class IterableWebhookSensor(BaseSensorOperator):
             try:
                 jsonschema.validators.validator_for(payload_schema).check_schema(payload_schema)
             except jsonschema.SchemaError as exc:
-                raise IterableConfigError(
+                raise IterableArgumentError(
                     f"payload_schema is not a valid JSON Schema: {exc.message}"
                 ) from None
         self.iterable_conn_id = iterable_conn_id
@@ -134,12 +134,12 @@ class IterableWebhookSensor(BaseSensorOperator):
         if value is None or value == "":
             return None
         if isinstance(value, bool):
-            raise IterableConfigError(f"workflow_id must be a journey id (an integer), got {value!r}")
+            raise IterableArgumentError(f"workflow_id must be a journey id (an integer), got {value!r}")
         if isinstance(value, int):
             return value
         if isinstance(value, str) and value.strip().isdigit():
             return int(value.strip())
-        raise IterableConfigError(f"workflow_id must be a journey id (an integer), got {value!r}")
+        raise IterableArgumentError(f"workflow_id must be a journey id (an integer), got {value!r}")
 
     def _window_start(self, context: Context) -> str:
         """Return the window's start: ``since``, else the DAG run's start (ISO-8601, UTC)."""
@@ -155,7 +155,7 @@ class IterableWebhookSensor(BaseSensorOperator):
             value = getattr(dag_run, attr, None)
             if isinstance(value, datetime):
                 return value.isoformat()
-        raise IterableConfigError(
+        raise IterableArgumentError(
             "since is not set and the DAG run has no start date: pass since= (an ISO-8601 time)"
         )
 
@@ -167,20 +167,21 @@ class IterableWebhookSensor(BaseSensorOperator):
             ``None`` for no deadline of its own.
         """
         if self.kind is not None and self.kind not in KINDS:
-            raise IterableConfigError(f"kind must be one of {KINDS} or None, got {self.kind!r}")
-        # The trigger checks the rendered values; its IterableConfigError fails the task at once.
-        return IterableWebhookTrigger(
-            iterable_conn_id=self.iterable_conn_id,
-            kind=self.kind,
-            event_name=self.event_name or None,
-            workflow_id=self._workflow_id(),
-            match=self.match or None,
-            since=self._window_start(context),
-            poll_interval=self.queue_poll_interval,
-            queue_url=self.queue_url,
-            mode="sensor",
-            deadline=deadline.isoformat() if deadline is not None else None,
-        )
+            raise IterableArgumentError(f"kind must be one of {KINDS} or None, got {self.kind!r}")
+        # The trigger checks the rendered values; a bad one fails the task at once.
+        with argument_errors():
+            return IterableWebhookTrigger(
+                iterable_conn_id=self.iterable_conn_id,
+                kind=self.kind,
+                event_name=self.event_name or None,
+                workflow_id=self._workflow_id(),
+                match=self.match or None,
+                since=self._window_start(context),
+                poll_interval=self.queue_poll_interval,
+                queue_url=self.queue_url,
+                mode="sensor",
+                deadline=deadline.isoformat() if deadline is not None else None,
+            )
 
     def _deadline(self) -> datetime | None:
         """Return when a wait that starts now must end: now plus ``timeout`` (``None`` if unbounded)."""
@@ -315,7 +316,7 @@ class IterableSystemWebhookSensor(IterableWebhookSensor):
 
     def __init__(self, *, event_name: str, **kwargs: Any) -> None:
         if "kind" in kwargs:
-            raise IterableConfigError(
+            raise IterableArgumentError(
                 "IterableSystemWebhookSensor always waits for kind='system'; do not pass kind"
             )
         super().__init__(event_name=event_name, kind="system", **kwargs)
@@ -332,7 +333,7 @@ class IterableWorkflowWebhookSensor(IterableWebhookSensor):
 
     def __init__(self, *, workflow_id: int | str, **kwargs: Any) -> None:
         if "kind" in kwargs:
-            raise IterableConfigError(
+            raise IterableArgumentError(
                 "IterableWorkflowWebhookSensor always waits for kind='journey'; do not pass kind"
             )
         super().__init__(workflow_id=workflow_id, kind="journey", **kwargs)

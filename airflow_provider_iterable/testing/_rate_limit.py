@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from airflow_provider_iterable._values import is_number
 from airflow_provider_iterable.exceptions import IterableConfigError
-from airflow_provider_iterable.hooks._rate_limit import DEFAULT_RATE_LIMITS, UNDOCUMENTED_RATE_LIMIT
+from airflow_provider_iterable.rate_limits import DEFAULT_RATE_LIMITS, UNDOCUMENTED_RATE_LIMIT
 
 # One table for the hook's pacing and the simulator's 429s: they must agree, or the simulator
 # would test the hook against limits Iterable does not have.

@@ -271,8 +271,9 @@ def _log_to_stderr() -> None:
     """
     import logging
 
-    # Imported first: it sets up Airflow's logging, whose stream is then moved.
-    import airflow_provider_iterable.exceptions  # noqa: F401
+    # Imported first, by every command (most read [iterable] from Airflow's configuration
+    # anyway): it sets up Airflow's logging, whose stream is then moved.
+    import airflow  # noqa: F401
 
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:

@@ -6,12 +6,14 @@ import importlib
 import inspect
 import pickle
 import pkgutil
+import subprocess
+import sys
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 import airflow_provider_iterable
-from airflow_provider_iterable import exceptions
+from airflow_provider_iterable import exceptions, failures
 
 # The simulator's own HTTP control flow: raised and caught inside one request handler, never
 # seen by a caller of the provider.
@@ -36,9 +38,29 @@ def test_every_exception_class_derives_from_iterable_error(module_name: str) -> 
         assert issubclass(obj, exceptions.IterableError), f"{module_name}.{obj.__name__}"
 
 
-@pytest.mark.parametrize("cls", [exceptions.IterableConfigError, exceptions.IterableOutcomeUnknownError])
+@pytest.mark.parametrize("cls", [failures.IterableArgumentError, failures.IterableTaskFailedError])
 def test_errors_a_task_retry_cannot_fix_fail_the_task(cls: type[Exception]) -> None:
-    assert issubclass(cls, AirflowFailException)
+    assert issubclass(cls, AirflowFailException) and issubclass(cls, exceptions.IterableError)
+
+
+def test_argument_errors_are_config_errors() -> None:
+    assert issubclass(failures.IterableArgumentError, exceptions.IterableConfigError)
+    with pytest.raises(failures.IterableArgumentError, match="limit must be"), failures.argument_errors():
+        raise exceptions.IterableConfigError("limit must be a whole number")
+
+
+def test_the_queue_the_writer_and_the_simulator_import_no_airflow() -> None:
+    # Importing Airflow costs a second and tens of megabytes: the receiver's writer process, the
+    # queue's readers and the simulator (run in users' test processes and benchmarks) do without.
+    code = (
+        "import sys; import airflow_provider_iterable.exceptions, airflow_provider_iterable.event_queue, "
+        "airflow_provider_iterable.testing, airflow_provider_iterable.webhooks.writer_process_main; "
+        "print(sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]"
 
 
 def test_config_errors_are_value_errors() -> None:

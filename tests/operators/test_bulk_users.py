@@ -14,7 +14,7 @@ import pytest
 from airflow.sdk import DAG, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_iterable.exceptions import IterableTaskFailedError
+from airflow_provider_iterable.failures import IterableTaskFailedError
 from airflow_provider_iterable.operators import IterableBulkUpsertUsersOperator
 from tests.operators.conftest import START, states, xcom
 
